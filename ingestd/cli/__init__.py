@@ -1,0 +1,1 @@
+"""The ``ingestd`` command: one module per command group."""

@@ -1,0 +1,67 @@
+"""What every sub-command needs: settings, a ready database, output helpers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from ingestd.cli import exits
+from ingestd.config import config_path, load_settings
+from ingestd.config.settings import IngestdSettings
+from ingestd.db.engine import make_engine
+from ingestd.db.schema import ensure_schema
+from ingestd.errors import ConfigError, SchemaOutdated, StorageUnavailable
+
+
+class CommandFailed(Exception):
+    """Stop a command with an exit code and a message for stderr."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def settings_from(args: argparse.Namespace) -> IngestdSettings:
+    path = config_path(getattr(args, "config", None))
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        raise CommandFailed(exits.CONFIG, f"invalid configuration:\n{exc}") from exc
+
+
+@contextmanager
+def database(settings: IngestdSettings) -> Iterator[Engine]:
+    """An engine on a database whose schema is current (created if empty)."""
+    engine = make_engine(settings.database)
+    try:
+        try:
+            ensure_schema(engine)
+        except SchemaOutdated as exc:
+            raise CommandFailed(exits.CONFIG, str(exc)) from exc
+        except StorageUnavailable as exc:
+            raise CommandFailed(exits.TEMPFAIL, str(exc)) from exc
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def add_config_option(parser: argparse.ArgumentParser, *, root: bool = False) -> None:
+    # On the root and on every sub-command, so `ingestd --config X run` and
+    # `ingestd run --config X` both work; SUPPRESS keeps the root's value.
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=None if root else argparse.SUPPRESS,
+        help="configuration file (default: $INGESTD_CONFIG, else config/ingestd.yaml)",
+    )

@@ -1,0 +1,159 @@
+"""``ingestd ingest``: feed .eml files, directories, mbox files or stdin through intake.
+
+Exit codes follow sysexits so an MTA pipe transport does the right thing:
+0 everything stored, 75 storage failed (the MTA keeps the mail and retries),
+65 some input was not mail, 66 an input could not be read, 64 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import structlog
+
+from ingestd.cli import exits
+from ingestd.cli.common import (
+    CommandFailed,
+    add_config_option,
+    database,
+    print_json,
+    settings_from,
+)
+from ingestd.errors import StorageUnavailable
+from ingestd.intake.files import FileMessage, Refusal, expand_paths, split_input
+from ingestd.intake.store import NewMessage, store_messages
+from ingestd.logs import configure_logging
+
+log = structlog.get_logger("ingestd.ingest")
+
+# Commit in batches: one fsync per batch, and a failure loses no more than a retry.
+BATCH_MESSAGES = 100
+BATCH_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class InputResult:
+    origin: str
+    outcome: str  # stored | refused | unreadable | not_stored
+    id: int | None = None
+    reason: str | None = None
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "ingest", help="store .eml files, directories, mbox files or stdin (-) as inbound mail"
+    )
+    add_config_option(parser)
+    parser.add_argument("--mailbox", required=True, help="the configured mailbox they arrived at")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, mbox, or -")
+    parser.add_argument("--envelope-from", help="envelope sender to record (MTA pipe use)")
+    parser.add_argument(
+        "--envelope-to", action="append", default=[], help="envelope recipient to record"
+    )
+    parser.add_argument("--json", action="store_true", help="print per-input results as JSON")
+    parser.add_argument(
+        "--no-process", action="store_true",
+        help="store only; leave the messages pending for the daemon's workers",
+    )
+    parser.set_defaults(func=ingest)
+
+
+def ingest(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    configure_logging(settings.logging, stream=sys.stderr)
+    mailbox = settings.mailbox(args.mailbox)
+    if mailbox is None:
+        known = ", ".join(m.name for m in settings.mailboxes) or "none configured"
+        raise CommandFailed(exits.USAGE, f"unknown mailbox {args.mailbox!r} (known: {known})")
+    results: list[InputResult] = []
+    with database(settings) as engine:
+        batch: list[tuple[FileMessage, InputResult]] = []
+        batch_bytes = 0
+        failed: StorageUnavailable | None = None
+
+        def flush() -> None:
+            nonlocal batch, batch_bytes, failed
+            if not batch:
+                return
+            if failed is None:
+                messages = [
+                    NewMessage(
+                        source="stdin" if item.origin == "-" else "file",
+                        mailbox=mailbox.name,
+                        raw=item.raw,
+                        envelope_from=args.envelope_from,
+                        envelope_to=args.envelope_to,
+                    )
+                    for item, _ in batch
+                ]
+                try:
+                    ids = store_messages(engine, messages)
+                except StorageUnavailable as exc:
+                    failed = exc
+                else:
+                    for (item, result), row_id, message in zip(batch, ids, messages, strict=True):
+                        result.outcome, result.id = "stored", row_id
+                        log.info("intake.stored", id=row_id, source=message.source,
+                                 mailbox=mailbox.name, size=len(item.raw), outcome="stored",
+                                 origin=item.origin)
+            if failed is not None:
+                for _, result in batch:
+                    result.outcome, result.reason = "not_stored", str(failed)
+            batch, batch_bytes = [], 0
+
+        for item in _inputs(args.paths):
+            if isinstance(item, InputResult):
+                results.append(item)
+                continue
+            if isinstance(item, Refusal):
+                results.append(InputResult(item.origin, "refused", reason=item.reason))
+                log.info("intake.refused", origin=item.origin, reason=item.reason)
+                continue
+            result = InputResult(item.origin, "pending")
+            results.append(result)
+            batch.append((item, result))
+            batch_bytes += len(item.raw)
+            if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
+                flush()
+        flush()
+    return _report(results, args.json)
+
+
+def _inputs(paths: list[str]) -> Iterator[FileMessage | Refusal | InputResult]:
+    for path in expand_paths(paths):
+        if path == "-":
+            yield from split_input("-", sys.stdin.buffer.read())
+            continue
+        assert isinstance(path, Path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            yield InputResult(str(path), "unreadable", reason=exc.strerror or str(exc))
+            continue
+        yield from split_input(str(path), data)
+
+
+def _report(results: list[InputResult], as_json: bool) -> int:
+    counts = {k: sum(r.outcome == k for r in results)
+              for k in ("stored", "refused", "unreadable", "not_stored")}
+    if as_json:
+        print_json({**counts, "results": [asdict(r) for r in results]})
+    else:
+        print(
+            f"stored {counts['stored']}, refused {counts['refused']} (not mail), "
+            f"unreadable {counts['unreadable']}, not stored {counts['not_stored']}"
+        )
+        for r in results:
+            if r.outcome != "stored":
+                print(f"{r.origin}: {r.outcome}: {r.reason}", file=sys.stderr)
+    if counts["not_stored"]:
+        return exits.TEMPFAIL
+    if counts["unreadable"]:
+        return exits.NOINPUT
+    if counts["refused"]:
+        return exits.DATAERR
+    return exits.OK

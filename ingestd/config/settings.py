@@ -1,0 +1,148 @@
+"""Typed, immutable settings: the shape of ``ingestd.yaml``.
+
+Every model forbids unknown keys (a typo is an error, not a silently ignored
+setting) and is frozen: settings are validated once at load and then passed
+explicitly to whatever needs them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ingestd.addresses import normalise_address
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatabaseSettings(Settings):
+    url: str = "sqlite:///var/ingestd.db"
+    # How long a SQLite writer waits for another writer before giving up (and
+    # SMTP answers 451). PostgreSQL ignores it.
+    busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        if not (url.startswith("sqlite:///") or url.startswith("postgresql+psycopg://")):
+            raise ValueError(
+                "must start with sqlite:/// (a file) or postgresql+psycopg:// (a server)"
+            )
+        if url.startswith("sqlite:///") and len(url) == len("sqlite:///"):
+            raise ValueError("sqlite:/// needs a file path after it")
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class SmtpSettings(Settings):
+    host: str = "127.0.0.1"
+    port: int = Field(default=2525, ge=0, le=65535)
+    hostname: str = "ingestd.localhost"
+    max_message_size: int = Field(default=26_214_400, ge=1024)
+    max_recipients: int = Field(default=50, ge=1, le=10_000)
+    # RFC 5321 section 4.5.3.2.7: a server should wait at least 5 minutes for a command.
+    timeout_seconds: float = Field(default=300, gt=0)
+
+
+class UnknownSenders(Settings):
+    action: Literal["create_user", "no_user"] = "create_user"
+    default_client: str = Field(default="Unassigned", min_length=1)
+    default_site: str = Field(default="Main", min_length=1)
+
+
+def start_tag_problems(start: str) -> list[str]:
+    """Why a start tag could match text that was never a ticket tag."""
+    problems = []
+    if len(start) < 2:
+        problems.append(
+            f"start tag {start!r} is shorter than 2 characters, so it could occur by accident"
+        )
+    if not any(ch.isalnum() for ch in start):
+        problems.append(
+            f"start tag {start!r} has no letter or digit, so ordinary punctuation "
+            "(like '!' or '?') would be read as a ticket tag"
+        )
+    return problems
+
+
+class _TagPairRules(Settings):
+    start: str
+    end: str
+
+    @field_validator("start")
+    @classmethod
+    def _start_not_accidental(cls, start: str) -> str:
+        problems = start_tag_problems(start)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return start
+
+    @field_validator("end")
+    @classmethod
+    def _end_not_empty(cls, end: str) -> str:
+        if not end:
+            raise ValueError("end tag must not be empty")
+        return end
+
+    @model_validator(mode="after")
+    def _start_differs_from_end(self) -> _TagPairRules:
+        if self.start == self.end:
+            raise ValueError(
+                f"start and end tags are both {self.start!r}; they must differ, "
+                "or the end of one tag could be read as the start of the next"
+            )
+        return self
+
+
+class TagPair(_TagPairRules):
+    """A legacy start/end pair also recognised on a mailbox."""
+
+
+class TicketIdTags(_TagPairRules):
+    start: str = "[ID:"
+    end: str = "]"
+    extra: tuple[TagPair, ...] = ()
+    search_body: bool = False
+
+
+class Mailbox(Settings):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    addresses: tuple[str, ...] = Field(min_length=1)
+    ticket_type: str = Field(default="incident", min_length=1)
+    ticket_id_tags: TicketIdTags = TicketIdTags()
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if value.count("@") != 1 or value.startswith("@") or value.endswith("@"):
+                raise ValueError(f"{value!r} is not an email address")
+            if any(ch.isspace() for ch in value):
+                raise ValueError(f"{value!r} contains white space")
+        return tuple(normalise_address(v) for v in values)
+
+
+class LoggingSettings(Settings):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: JSON lines when stdout is not a terminal (systemd, pipes), readable otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class IngestdSettings(Settings):
+    database: DatabaseSettings = DatabaseSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    unknown_senders: UnknownSenders = UnknownSenders()
+    logging: LoggingSettings = LoggingSettings()
+    mailboxes: tuple[Mailbox, ...] = ()
+
+    def mailbox(self, name: str) -> Mailbox | None:
+        for mailbox in self.mailboxes:
+            if mailbox.name == name:
+                return mailbox
+        return None

@@ -1,0 +1,1 @@
+"""Database: tables, connections and schema management."""

@@ -1,0 +1,61 @@
+"""Database connections with the durability settings intake relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from ingestd.config.settings import DatabaseSettings
+
+
+def make_engine(settings: DatabaseSettings) -> Engine:
+    """An engine for ``settings.url``.
+
+    SQLite: WAL with ``synchronous=FULL`` (a commit survives power loss, which
+    a 250 reply promises), a busy timeout, and ``BEGIN IMMEDIATE`` so a
+    writer takes the write lock up front instead of failing half-way through
+    a transaction. PostgreSQL: ordinary commits (``synchronous_commit`` on)
+    and a pre-ping so a restarted server does not fail the first write.
+    """
+    if settings.is_sqlite:
+        return _sqlite_engine(settings)
+    return sa.create_engine(settings.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def sqlite_path(url: str) -> Path:
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def _sqlite_engine(settings: DatabaseSettings) -> Engine:
+    path = sqlite_path(settings.url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        settings.url,
+        connect_args={"timeout": settings.busy_timeout_ms / 1000, "check_same_thread": False},
+    )
+    busy_ms = settings.busy_timeout_ms
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from pysqlite so BEGIN IMMEDIATE is ours to send.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"

@@ -1,0 +1,240 @@
+"""The database tables: the product's contract with the helpdesk.
+
+Other programs read these tables, so names and meanings change only with a
+migration (``ingestd/migrations``). docs/database.md documents every column
+and status value.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(
+        default=None,
+        sa_column=sa.Column(sa.DateTime(timezone=True), nullable=nullable, index=index),
+    )
+
+
+# --- the directory: who is who ------------------------------------------------
+
+
+class Client(SQLModel, table=True):
+    __tablename__ = "clients"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.String(255), nullable=False, unique=True))
+    vip: bool = False
+
+
+class ClientDomain(SQLModel, table=True):
+    """A mail domain owned by a client (unknown senders from it join that client)."""
+
+    __tablename__ = "client_domains"
+    id: int | None = Field(default=None, primary_key=True)
+    client_id: int = Field(foreign_key="clients.id", index=True)
+    domain: str = Field(sa_column=sa.Column(sa.String(255), nullable=False, unique=True))
+
+
+class Site(SQLModel, table=True):
+    __tablename__ = "sites"
+    __table_args__ = (sa.UniqueConstraint("client_id", "name", name="uq_sites_client_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    client_id: int = Field(foreign_key="clients.id", index=True)
+    name: str = Field(max_length=255)
+
+
+class User(SQLModel, table=True):
+    """An end-user of a client, at one of its sites."""
+
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    name: str = Field(max_length=255)
+    email: str = Field(sa_column=sa.Column(sa.String(320), nullable=False, unique=True))
+    vip: bool = False
+    # True when ingestd created the user for an unknown sender.
+    created_by_ingestd: bool = False
+    created_at: datetime | None = _ts(nullable=True)
+
+
+class Agent(SQLModel, table=True):
+    """A helpdesk staff member."""
+
+    __tablename__ = "agents"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=255)
+    email: str = Field(sa_column=sa.Column(sa.String(320), nullable=False, unique=True))
+    team: str | None = Field(default=None, max_length=255)
+    admin: bool = False
+    active: bool = True
+
+
+class Supplier(SQLModel, table=True):
+    __tablename__ = "suppliers"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.String(255), nullable=False, unique=True))
+
+
+class SupplierAddress(SQLModel, table=True):
+    """An address (kind ``email``) or a whole domain (kind ``domain``) of a supplier."""
+
+    __tablename__ = "supplier_addresses"
+    __table_args__ = (sa.UniqueConstraint("kind", "value", name="uq_supplier_addresses"),)
+    id: int | None = Field(default=None, primary_key=True)
+    supplier_id: int = Field(foreign_key="suppliers.id", index=True)
+    kind: str = Field(max_length=16)
+    value: str = Field(max_length=320)
+
+
+# --- what ingestd makes ------------------------------------------------------------
+
+
+class Ticket(SQLModel, table=True):
+    __tablename__ = "tickets"
+    id: int | None = Field(default=None, primary_key=True)
+    type: str = Field(max_length=64)
+    status: str = Field(default="open", max_length=16, index=True)
+    summary: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    mailbox: str | None = Field(default=None, max_length=255, index=True)
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    client_id: int | None = Field(default=None, foreign_key="clients.id")
+    site_id: int | None = Field(default=None, foreign_key="sites.id")
+    agent_id: int | None = Field(default=None, foreign_key="agents.id")
+    created_at: datetime | None = _ts()
+    updated_at: datetime | None = _ts()
+
+
+class Action(SQLModel, table=True):
+    """One entry in a ticket's history: an inbound mail, or outgoing mail recorded."""
+
+    __tablename__ = "actions"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    kind: str = Field(max_length=32)
+    sender_kind: str | None = Field(default=None, max_length=16)
+    user_created: bool = False
+    from_address: str | None = Field(default=None, max_length=320)
+    from_name: str | None = Field(default=None, max_length=255)
+    to_address: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    subject: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    body_text: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    body_html: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    message_id: str | None = Field(
+        default=None, sa_column=sa.Column(sa.String(998), nullable=True, index=True)
+    )
+    inbound_message_id: int | None = Field(default=None, foreign_key="inbound_messages.id")
+    created_at: datetime | None = _ts()
+
+
+class Attachment(SQLModel, table=True):
+    __tablename__ = "attachments"
+    id: int | None = Field(default=None, primary_key=True)
+    action_id: int = Field(foreign_key="actions.id", index=True)
+    # A display name only: sanitised, never used as a filesystem path.
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=255)
+    size: int
+    sha256: str = Field(max_length=64)
+    content: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
+class InboundMessage(SQLModel, table=True):
+    """Every message intake accepted, with its raw bytes: the queue and the log.
+
+    status: pending | processed | duplicate | ignored | quarantined
+    """
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (sa.Index("ix_inbound_messages_status_id", "status", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=16)
+    # sha256 of the raw bytes (SMTP, files) or mailbox + provider id (pulls).
+    source_key: str = Field(sa_column=sa.Column(sa.String(255), nullable=False, index=True))
+    mailbox: str = Field(max_length=255, index=True)
+    # Other configured mailboxes the same transaction was addressed to.
+    also_mailboxes: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    envelope_from: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    envelope_to: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
+    )
+    peer: str | None = Field(default=None, max_length=255)
+    message_id: str | None = Field(
+        default=None, sa_column=sa.Column(sa.String(998), nullable=True, index=True)
+    )
+    subject: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    size: int
+    received_at: datetime | None = _ts()
+    status: str = Field(default="pending", max_length=16)
+    reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    attempts: int = 0
+    claimed_by: str | None = Field(default=None, max_length=255)
+    claimed_until: datetime | None = _ts(nullable=True)
+    processed_at: datetime | None = _ts(nullable=True)
+    # Plain ids, not foreign keys: the intake log outlives tickets the helpdesk
+    # deletes, and actions already point back here (no reference cycle).
+    ticket_id: int | None = None
+    action_id: int | None = None
+    inbox_item_id: int | None = None
+    duplicate_of: int | None = Field(default=None, foreign_key="inbound_messages.id")
+    defects: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
+    stage_timings: dict[str, float] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON, nullable=True)
+    )
+    # Last, so listings that skip it never read a large value's pages in SQLite.
+    raw: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+
+
+class InboxItem(SQLModel, table=True):
+    """Sales mail waiting in an agent's My Inbox.
+
+    status: open | attached | converted | noted | deleted
+    """
+
+    __tablename__ = "inbox_items"
+    id: int | None = Field(default=None, primary_key=True)
+    agent_id: int | None = Field(default=None, foreign_key="agents.id", index=True)
+    mailbox: str = Field(max_length=255)
+    inbound_message_id: int | None = Field(default=None, foreign_key="inbound_messages.id")
+    status: str = Field(default="open", max_length=16, index=True)
+    from_address: str | None = Field(default=None, max_length=320)
+    subject: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    ticket_id: int | None = Field(default=None, foreign_key="tickets.id")
+    created_at: datetime | None = _ts()
+    updated_at: datetime | None = _ts()
+
+
+class CrmNote(SQLModel, table=True):
+    __tablename__ = "crm_notes"
+    id: int | None = Field(default=None, primary_key=True)
+    client_id: int = Field(foreign_key="clients.id", index=True)
+    agent_id: int | None = Field(default=None, foreign_key="agents.id")
+    inbox_item_id: int | None = Field(default=None, foreign_key="inbox_items.id")
+    body: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime | None = _ts()
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the HTTP API; only its sha256 is stored."""
+
+    __tablename__ = "api_tokens"
+    id: int | None = Field(default=None, primary_key=True)
+    agent_id: int = Field(foreign_key="agents.id", index=True)
+    name: str = Field(max_length=255)
+    token_sha256: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
+    created_at: datetime | None = _ts()
+    expires_at: datetime | None = _ts(nullable=True)
+    revoked_at: datetime | None = _ts(nullable=True)
+
+
+metadata = SQLModel.metadata

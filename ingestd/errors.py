@@ -1,0 +1,81 @@
+"""The one error tree of ingestd.
+
+Every failure the daemon knows about is an ``IngestdError``. The split that
+matters to callers is whether trying again later can succeed:
+
+    IngestdError
+    ├── TemporaryError            retry later; SMTP answers 4xx, `ingest` exits 75
+    │   └── StorageUnavailable    the database refused or lost a write
+    └── PermanentError            retrying the same input cannot succeed
+        ├── ConfigError           the YAML file is wrong (carries every problem found)
+        ├── DirectoryFileError    a directory import file is wrong (same shape)
+        ├── SchemaOutdated        the database needs `ingestd db upgrade`
+        └── NotFound              a command named a row that does not exist
+
+Anything else that escapes a unit of work is a bug; the unit-of-work
+boundaries (an SMTP transaction, an ingest run) treat it as temporary so that
+no mail is refused permanently because of our own defect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class IngestdError(Exception):
+    """Base of every error ingestd raises on purpose."""
+
+    temporary: bool = False
+
+
+class TemporaryError(IngestdError):
+    """The same input may succeed later (database busy or down, disk full)."""
+
+    temporary = True
+
+
+class StorageUnavailable(TemporaryError):
+    """The database did not accept a write; nothing from that write is stored."""
+
+
+class PermanentError(IngestdError):
+    """Retrying the same input cannot succeed."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a YAML file, with where it is."""
+
+    file: str
+    line: int | None
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        key = f" {self.path}:" if self.path else ""
+        return f"{where}:{key} {self.reason}"
+
+
+class ProblemsError(PermanentError):
+    """A file with one or more problems; ``problems`` lists them all."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class ConfigError(ProblemsError):
+    """The configuration file is invalid."""
+
+
+class DirectoryFileError(ProblemsError):
+    """A directory import file is invalid; nothing from it was imported."""
+
+
+class SchemaOutdated(PermanentError):
+    """The database schema is older than this version of ingestd."""
+
+
+class NotFound(PermanentError):
+    """A command named a row that does not exist."""

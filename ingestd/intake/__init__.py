@@ -1,0 +1,1 @@
+"""Intake: take bytes from a source and make them durable. No parsing beyond headers."""

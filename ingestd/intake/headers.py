@@ -1,0 +1,53 @@
+"""The few header values intake reads cheaply (subject and Message-ID for the log).
+
+Full parsing happens later, in a worker; this must never fail, so any oddity
+yields ``None`` rather than an exception.
+"""
+
+from __future__ import annotations
+
+import re
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# Read at most this much of the header block for the log fields.
+_MAX_HEADER_BYTES = 256 * 1024
+
+
+def header_block(raw: bytes) -> bytes:
+    match = _HEADER_END.search(raw, 0, _MAX_HEADER_BYTES)
+    return raw[: match.start()] if match else raw[:_MAX_HEADER_BYTES]
+
+
+def summary_headers(raw: bytes) -> tuple[str | None, str | None]:
+    """(subject, message_id) decoded for display, or None where absent or unreadable."""
+    try:
+        headers = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
+    except Exception:
+        return None, None
+    return _decoded(headers.get("Subject")), _message_id(headers.get("Message-ID"))
+
+
+def _clean(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; line breaks in a log field only confuse.
+    return text.replace("\x00", "").replace("\r", " ").replace("\n", " ").strip()
+
+
+def _decoded(value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        text = str(make_header(decode_header(str(value))))
+    except Exception:
+        text = str(value)
+    text = _clean(text.encode("utf-8", "replace").decode("utf-8"))
+    return text[:2000]
+
+
+def _message_id(value: object) -> str | None:
+    if value is None:
+        return None
+    text = _clean(str(value).encode("utf-8", "replace").decode("utf-8"))
+    return text[:998] or None

@@ -1,0 +1,165 @@
+"""The SMTP door: aiosmtpd, our recipient policy, and 250 only after commit.
+
+Reply policy (each line is tested in tests/test_smtp_*.py):
+
+* RCPT for an address no mailbox owns        → 550 5.1.1 (no relaying, nothing stored)
+* more than ``max_recipients`` recipients     → 452 4.5.3
+* SIZE above ``max_message_size``             → 552 5.3.4, at MAIL or at the end of DATA
+* bare CR or bare LF in DATA                  → 550 5.6.0 (SMTP smuggling, parser differentials)
+* lines longer than RFC 5321's 1,000 octets   → accepted; only the message size limit applies
+* the commit failed, or anything unexpected   → 451 4.3.0 with a generic text
+* committed                                   → 250 2.0.0 with the message's id
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import structlog
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from ingestd import __version__
+from ingestd.config.settings import SmtpSettings
+from ingestd.errors import IngestdError
+from ingestd.intake.recipients import MailboxAddresses
+from ingestd.intake.store import GroupCommitter, NewMessage
+
+log = structlog.get_logger("ingestd.smtp")
+
+# A CR not followed by LF, or an LF not preceded by CR.
+_BARE_LINE_END = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+REPLY_TEMPFAIL = "451 4.3.0 Temporary failure storing the message, please try again later"
+REPLY_BARE_LINE_END = (
+    "550 5.6.0 Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)"
+)
+REPLY_TOO_BIG = "552 5.3.4 Message size exceeds the fixed maximum message size"
+REPLY_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+
+# aiosmtpd's own replies that lack an enhanced status code, rewritten on the way out.
+_REWRITES = {
+    "552 Error: message size exceeds fixed maximum message size": REPLY_TOO_BIG,
+    "552 Error: Too much mail data": REPLY_TOO_BIG,
+}
+
+
+class IngestSMTP(SMTP):
+    """aiosmtpd's SMTP with long lines allowed and enhanced codes on size errors."""
+
+    def __init__(self, handler: Any, *, max_message_size: int, **kwargs: Any) -> None:
+        # Real mail has lines longer than 1,000 octets (HTML from some clients,
+        # long base64 lines); refusing them bounces legitimate mail. The reader
+        # limit must exceed the message limit so that the size check, with its
+        # 552 5.3.4, is the one that fires.
+        self.line_length_limit = max_message_size + 1024
+        super().__init__(handler, data_size_limit=max_message_size, **kwargs)
+
+    async def push(self, status: str) -> None:
+        await super().push(_REWRITES.get(status, status))
+
+
+class IntakeHandler:
+    """aiosmtpd hooks: recipient policy at RCPT, durable store at DATA."""
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        addresses: MailboxAddresses,
+        committer: GroupCommitter,
+    ) -> None:
+        self._settings = settings
+        self._addresses = addresses
+        self._committer = committer
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if self._addresses.mailbox_for(address) is None:
+            log.info("smtp.rcpt_refused", peer=_peer(session), rcpt=address)
+            return f"550 5.1.1 <{address}>: no such mailbox here"
+        if len(envelope.rcpt_tos) >= self._settings.max_recipients:
+            return REPLY_TOO_MANY_RCPTS
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        started = time.perf_counter()
+        raw = envelope.original_content or b""
+        fields: dict[str, Any] = {
+            "peer": _peer(session),
+            "mail_from": envelope.mail_from,
+            "rcpt_count": len(envelope.rcpt_tos),
+            "size": len(raw),
+        }
+        try:
+            if _BARE_LINE_END.search(raw):
+                log.info("smtp.transaction", outcome="refused_bare_line_end", **fields)
+                return REPLY_BARE_LINE_END
+            mailbox, others = self._addresses.assign(envelope.rcpt_tos)
+            message = NewMessage(
+                source="smtp",
+                mailbox=mailbox,
+                also_mailboxes=others,
+                raw=raw,
+                envelope_from=envelope.mail_from,
+                envelope_to=list(envelope.rcpt_tos),
+                peer=fields["peer"],
+            )
+            message_id = await self._committer.submit(message)
+        except asyncio.CancelledError:
+            raise
+        except IngestdError as exc:
+            log.warning("smtp.transaction", outcome="tempfail", error=str(exc), **fields)
+            return REPLY_TEMPFAIL
+        except Exception as exc:
+            # A bug of ours must not bounce mail permanently: the sender retries.
+            log.exception("smtp.transaction", outcome="tempfail", error=type(exc).__name__,
+                          **fields)
+            return REPLY_TEMPFAIL
+        log.info(
+            "smtp.transaction", outcome="stored", id=message_id, mailbox=mailbox,
+            seconds=round(time.perf_counter() - started, 4), **fields,
+        )
+        return f"250 2.0.0 OK queued as {message_id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        # Backstop for failures outside our hooks; aiosmtpd would answer a 500
+        # carrying the exception text.
+        log.error("smtp.internal_error", error=type(error).__name__)
+        return "451 4.3.0 Temporary local problem, please try again later"
+
+
+def _peer(session: Session) -> str | None:
+    peer = session.peer
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer) if peer else None
+
+
+async def start_smtp_server(
+    settings: SmtpSettings,
+    addresses: MailboxAddresses,
+    committer: GroupCommitter,
+) -> asyncio.Server:
+    """Listen on ``settings.host:settings.port`` in the running loop."""
+    handler = IntakeHandler(settings, addresses, committer)
+    loop = asyncio.get_running_loop()
+
+    def factory() -> IngestSMTP:
+        return IngestSMTP(
+            handler,
+            max_message_size=settings.max_message_size,
+            hostname=settings.hostname,
+            ident=f"ingestd {__version__}",
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            timeout=settings.timeout_seconds,
+            loop=loop,
+        )
+
+    return await loop.create_server(factory, host=settings.host, port=settings.port)

@@ -1,0 +1,158 @@
+"""The commit that makes a message durable, and group commit on top of it.
+
+Nothing is acknowledged to a sender before ``store_messages`` has committed
+the raw bytes and envelope. ``GroupCommitter`` lets many concurrent SMTP
+sessions share one such commit: each session still waits for the commit that
+holds its own message, so the promise does not weaken, but N messages cost
+one fsync instead of N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Engine
+
+from ingestd.db.models import InboundMessage, utcnow
+from ingestd.errors import StorageUnavailable
+from ingestd.intake.headers import summary_headers
+
+log = structlog.get_logger("ingestd.intake")
+
+_TABLE = InboundMessage.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message as intake received it, before it has an id."""
+
+    source: str
+    mailbox: str
+    raw: bytes
+    envelope_from: str | None = None
+    envelope_to: Sequence[str] = ()
+    also_mailboxes: Sequence[str] = ()
+    peer: str | None = None
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha256", hashlib.sha256(self.raw).hexdigest())
+
+    def row(self) -> dict[str, object]:
+        subject, message_id = summary_headers(self.raw)
+        return {
+            "source": self.source,
+            "source_key": f"sha256:{self.sha256}",
+            "mailbox": self.mailbox,
+            "also_mailboxes": list(self.also_mailboxes),
+            "envelope_from": self.envelope_from,
+            "envelope_to": list(self.envelope_to),
+            "peer": self.peer,
+            "message_id": message_id,
+            "subject": subject,
+            "size": len(self.raw),
+            "received_at": utcnow(),
+            "status": "pending",
+            "attempts": 0,
+            "raw": self.raw,
+        }
+
+
+def store_messages(engine: Engine, messages: Sequence[NewMessage]) -> list[int]:
+    """Insert ``messages`` as pending rows in one transaction; return their ids.
+
+    Either every message is committed or none is; any database failure is
+    raised as ``StorageUnavailable``.
+    """
+    if not messages:
+        return []
+    rows = [m.row() for m in messages]
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(
+                sa.insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True), rows
+            )
+            ids = [row[0] for row in result]
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageUnavailable(f"database refused the write: {_first_line(exc)}") from exc
+    return ids
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class GroupCommitter:
+    """Batches concurrent ``submit`` calls into shared commits.
+
+    One writer task runs at a time: while a commit is in flight, new messages
+    queue up and go into the next commit together. A failed commit fails
+    every message in it (each sender gets 451 and retries); none of them is
+    half-stored, because the batch is one transaction.
+    """
+
+    def __init__(self, engine: Engine, max_batch: int = 200) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: list[tuple[NewMessage, asyncio.Future[int]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # One thread: SQLite has one writer anyway, and commits stay in order.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-commit")
+        self.commits = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
+
+    async def stop(self) -> None:
+        """Finish the messages already submitted, then stop."""
+        if self._task is not None:
+            while self._queue:
+                await asyncio.sleep(0.01)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, message: NewMessage) -> int:
+        """Return the id of ``message`` once it is committed."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append((message, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                messages = [m for m, _ in batch]
+                try:
+                    ids = await loop.run_in_executor(
+                        self._executor, store_messages, self._engine, messages
+                    )
+                except Exception as exc:
+                    # Every message of a failed commit is unstored; each sender hears 451.
+                    error = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(
+                        f"commit failed: {type(exc).__name__}"
+                    )
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                self.commits += 1
+                for (_, future), row_id in zip(batch, ids, strict=True):
+                    if not future.done():
+                        future.set_result(row_id)
