@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
@@ -19,12 +20,20 @@ from ingestd.intake.store import GroupCommitter
 log = structlog.get_logger("ingestd.daemon")
 
 
+@dataclass(frozen=True)
+class Services:
+    """What a started daemon exposes to whoever started it (tests, benchmarks)."""
+
+    smtp_port: int
+    committer: GroupCommitter
+
+
 async def run_until_stopped(
     settings: IngestdSettings,
     stop: asyncio.Event,
-    on_ready: Callable[[int], None] | None = None,
+    on_ready: Callable[[Services], None] | None = None,
 ) -> None:
-    """Serve until ``stop`` is set; ``on_ready`` gets the bound SMTP port."""
+    """Serve until ``stop`` is set; ``on_ready`` is called once SMTP listens."""
     engine = make_engine(settings.database)
     try:
         await asyncio.to_thread(ensure_schema, engine)
@@ -38,7 +47,7 @@ async def run_until_stopped(
                  database=engine.dialect.name, mailboxes=len(settings.mailboxes))
         sd_notify("READY=1")
         if on_ready is not None:
-            on_ready(port)
+            on_ready(Services(smtp_port=port, committer=committer))
         try:
             await stop.wait()
         finally:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from ingestd.config import load_settings
 from ingestd.config.settings import DatabaseSettings, IngestdSettings
-from ingestd.daemon import run_until_stopped
+from ingestd.daemon import Services, run_until_stopped
 from ingestd.db.engine import make_engine
 from ingestd.db.models import InboundMessage
 from ingestd.db.schema import upgrade
@@ -112,6 +112,7 @@ class RunningDaemon:
     settings: IngestdSettings
     port: int
     engine: Engine
+    services: Services
 
     def rows(self) -> list[Any]:
         """All inbound_messages rows, oldest first, with typed (JSON) columns."""
@@ -124,6 +125,7 @@ class DaemonThread:
     def __init__(self, settings: IngestdSettings) -> None:
         self.settings = settings
         self.port: int | None = None
+        self.services: Services | None = None
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -142,8 +144,9 @@ class DaemonThread:
             self.error = exc
             self._ready.set()
 
-    def _on_ready(self, port: int) -> None:
-        self.port = port
+    def _on_ready(self, services: Services) -> None:
+        self.services = services
+        self.port = services.smtp_port
         self._ready.set()
 
     def start(self) -> int:
@@ -173,7 +176,8 @@ def start_daemon() -> Iterator[Any]:
         port = thread.start()
         engine = make_engine(settings.database)
         started.append((thread, engine))
-        return RunningDaemon(settings, port, engine)
+        assert thread.services is not None
+        return RunningDaemon(settings, port, engine, thread.services)
 
     yield start
     for thread, engine in started:
