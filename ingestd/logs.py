@@ -14,8 +14,31 @@ import structlog
 from ingestd.config.settings import LoggingSettings
 
 
-def configure_logging(settings: LoggingSettings, stream: TextIO | None = None) -> None:
-    stream = stream or sys.stdout
+class _StandardStreamLogger:
+    """Writes each event line to sys.stdout or sys.stderr as they are *now*.
+
+    Looking the stream up per write keeps redirections working, and a closed
+    or broken stream loses the log line instead of failing the SMTP
+    transaction or the commit that logged it.
+    """
+
+    def __init__(self, stream_name: str) -> None:
+        self._stream_name = stream_name
+
+    def msg(self, message: str) -> None:
+        try:
+            stream: TextIO = getattr(sys, self._stream_name)
+            stream.write(message + "\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def configure_logging(settings: LoggingSettings, to_stderr: bool = False) -> None:
+    stream_name = "stderr" if to_stderr else "stdout"
+    stream = getattr(sys, stream_name)
     use_json = settings.format == "json" or (
         settings.format == "auto" and not stream.isatty()
     )
@@ -33,7 +56,7 @@ def configure_logging(settings: LoggingSettings, stream: TextIO | None = None) -
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, settings.level.upper())
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=lambda *_: _StandardStreamLogger(stream_name),
         cache_logger_on_first_use=False,
     )
     # Library loggers (aiosmtpd, alembic) go to stderr at warning and above only.

@@ -66,3 +66,22 @@ def test_postgres_down_gives_451_then_recovers(
     assert len(bodies) == 2
     assert not any(b"lost?" in b for b in bodies)
     assert b"after restart" in bodies[1]
+
+
+def test_broken_logging_never_changes_the_reply(daemon: Any) -> None:
+    """If logging itself fails, a committed message still gets 250 (never a 5xx and a resend)."""
+    import structlog
+
+    def explode(*_: object) -> dict[str, object]:
+        raise RuntimeError("log sink broken")
+
+    saved = structlog.get_config()
+    structlog.configure(processors=[explode])
+    try:
+        with smtplib.SMTP("127.0.0.1", daemon.port, timeout=10) as client:
+            client.ehlo()
+            code, _ = _transaction(client)
+            assert code == 250
+    finally:
+        structlog.configure(**saved)
+    assert len(daemon.rows()) == 1

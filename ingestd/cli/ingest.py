@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def ingest(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    configure_logging(settings.logging, stream=sys.stderr)
+    configure_logging(settings.logging, to_stderr=True)
     mailbox = settings.mailbox(args.mailbox)
     if mailbox is None:
         known = ", ".join(m.name for m in settings.mailboxes) or "none configured"

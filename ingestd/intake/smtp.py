@@ -14,6 +14,7 @@ Reply policy (each line is tested in tests/test_smtp_*.py):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from typing import Any
@@ -44,6 +45,16 @@ _REWRITES = {
     "552 Error: message size exceeds fixed maximum message size": REPLY_TOO_BIG,
     "552 Error: Too much mail data": REPLY_TOO_BIG,
 }
+
+
+def _emit(method: Any, event: str, **fields: Any) -> None:
+    """Log without ever letting a logging failure change an SMTP reply.
+
+    After a commit, an exception here would turn 250 into an error and make
+    the sender deliver the message twice.
+    """
+    with contextlib.suppress(Exception):
+        method(event, **fields)
 
 
 class IngestSMTP(SMTP):
@@ -79,7 +90,7 @@ class IntakeHandler:
         rcpt_options: list[str],
     ) -> str:
         if self._addresses.mailbox_for(address) is None:
-            log.info("smtp.rcpt_refused", peer=_peer(session), rcpt=address)
+            _emit(log.info, "smtp.rcpt_refused", peer=_peer(session), rcpt=address)
             return f"550 5.1.1 <{address}>: no such mailbox here"
         if len(envelope.rcpt_tos) >= self._settings.max_recipients:
             return REPLY_TOO_MANY_RCPTS
@@ -98,7 +109,7 @@ class IntakeHandler:
         }
         try:
             if _BARE_LINE_END.search(raw):
-                log.info("smtp.transaction", outcome="refused_bare_line_end", **fields)
+                _emit(log.info, "smtp.transaction", outcome="refused_bare_line_end", **fields)
                 return REPLY_BARE_LINE_END
             mailbox, others = self._addresses.assign(envelope.rcpt_tos)
             message = NewMessage(
@@ -114,15 +125,15 @@ class IntakeHandler:
         except asyncio.CancelledError:
             raise
         except IngestdError as exc:
-            log.warning("smtp.transaction", outcome="tempfail", error=str(exc), **fields)
+            _emit(log.warning, "smtp.transaction", outcome="tempfail", error=str(exc), **fields)
             return REPLY_TEMPFAIL
         except Exception as exc:
             # A bug of ours must not bounce mail permanently: the sender retries.
-            log.exception("smtp.transaction", outcome="tempfail", error=type(exc).__name__,
-                          **fields)
+            _emit(log.exception, "smtp.transaction", outcome="tempfail",
+                  error=type(exc).__name__, **fields)
             return REPLY_TEMPFAIL
-        log.info(
-            "smtp.transaction", outcome="stored", id=message_id, mailbox=mailbox,
+        _emit(
+            log.info, "smtp.transaction", outcome="stored", id=message_id, mailbox=mailbox,
             seconds=round(time.perf_counter() - started, 4), **fields,
         )
         return f"250 2.0.0 OK queued as {message_id}"
@@ -130,7 +141,7 @@ class IntakeHandler:
     async def handle_exception(self, error: Exception) -> str:
         # Backstop for failures outside our hooks; aiosmtpd would answer a 500
         # carrying the exception text.
-        log.error("smtp.internal_error", error=type(error).__name__)
+        _emit(log.error, "smtp.internal_error", error=type(error).__name__)
         return "451 4.3.0 Temporary local problem, please try again later"
 
 
