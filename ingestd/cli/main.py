@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 
 from ingestd import __version__
-from ingestd.cli import check, db, exits, ingest, messages, run
+from ingestd.cli import check, db, directory, exits, ingest, messages, run
 from ingestd.cli.common import CommandFailed, add_config_option
 from ingestd.errors import IngestdError
 
-COMMAND_GROUPS = (run, check, ingest, messages, db)
+COMMAND_GROUPS = (run, check, ingest, messages, directory, db)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from ingestd.config.settings import IngestdSettings
 from ingestd.config.yamlfile import KeyPath, LocatedDocument, YamlSyntaxError, load_located
-from ingestd.errors import ConfigError, Problem
+from ingestd.errors import ConfigError, Problem, ProblemsError
+
+# Words a validation error is reported in; each file kind speaks its own vocabulary.
+ReasonFor = Callable[[KeyPath, ErrorDetails], str]
 
 DEFAULT_CONFIG = Path("config/ingestd.yaml")
 CONFIG_ENV = "INGESTD_CONFIG"
@@ -27,17 +32,21 @@ def config_path(explicit: str | os.PathLike[str] | None) -> Path:
 
 def load_settings(path: Path) -> IngestdSettings:
     """Load and validate ``path``; raise ``ConfigError`` listing every problem."""
+    return validate_document(read_located(path, ConfigError))
+
+
+def read_located(path: Path, error: type[ProblemsError]) -> LocatedDocument:
+    """Read ``path`` as located YAML; raise ``error`` with one problem if that fails."""
     try:
-        doc = load_located(path)
+        return load_located(path)
     except FileNotFoundError as exc:
-        raise ConfigError([Problem(str(path), None, "", "file not found")]) from exc
+        raise error([Problem(str(path), None, "", "file not found")]) from exc
     except OSError as exc:
-        raise ConfigError([Problem(str(path), None, "", f"cannot read: {exc.strerror}")]) from exc
+        raise error([Problem(str(path), None, "", f"cannot read: {exc.strerror}")]) from exc
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(path), None, "", "not UTF-8 text")]) from exc
+        raise error([Problem(str(path), None, "", "not UTF-8 text")]) from exc
     except YamlSyntaxError as exc:
-        raise ConfigError([exc.problem]) from exc
-    return validate_document(doc)
+        raise error([exc.problem]) from exc
 
 
 def validate_document(doc: LocatedDocument) -> IngestdSettings:
@@ -46,26 +55,38 @@ def validate_document(doc: LocatedDocument) -> IngestdSettings:
     try:
         settings = IngestdSettings.model_validate(doc.data)
     except ValidationError as exc:
-        raise ConfigError(_problems_from_validation(doc, exc)) from exc
+        raise ConfigError(problems_from_validation(doc, exc, _setting_reason)) from exc
     problems = _cross_checks(doc, settings)
     if problems:
         raise ConfigError(problems)
     return settings
 
 
-def _problems_from_validation(doc: LocatedDocument, exc: ValidationError) -> list[Problem]:
+def problems_from_validation(
+    doc: LocatedDocument, exc: ValidationError, reason_for: ReasonFor
+) -> list[Problem]:
+    """One located problem per pydantic error, worded by ``reason_for``."""
     problems = []
     for error in exc.errors(include_url=False):
         path: KeyPath = tuple(p for p in error["loc"] if isinstance(p, str | int))
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown setting (check the spelling; see README 'Configuration')"
-        elif error["type"] == "missing":
-            message = "required setting is missing"
-        elif message.startswith("Value error, "):
-            message = message[len("Value error, "):]
-        problems.append(doc.problem(path, message))
+        problems.append(doc.problem(path, reason_for(path, error)))
     return problems
+
+
+def plain_message(error: ErrorDetails) -> str:
+    """pydantic's message, without the prefix it puts on our validators' own words."""
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return message
+
+
+def _setting_reason(_path: KeyPath, error: ErrorDetails) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown setting (check the spelling; see README 'Configuration')"
+    if error["type"] == "missing":
+        return "required setting is missing"
+    return plain_message(error)
 
 
 def _cross_checks(doc: LocatedDocument, settings: IngestdSettings) -> list[Problem]:
