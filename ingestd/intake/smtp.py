@@ -133,7 +133,8 @@ class IntakeHandler:
                   error=type(exc).__name__, **fields)
             return REPLY_TEMPFAIL
         _emit(
-            log.info, "smtp.transaction", outcome="stored", id=message_id, mailbox=mailbox,
+            log.info, "smtp.transaction", outcome="stored", id=message_id, source="smtp",
+            mailbox=mailbox,
             seconds=round(time.perf_counter() - started, 4), **fields,
         )
         return f"250 2.0.0 OK queued as {message_id}"
