@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from ingestd.db.schema import ensure_schema
 from ingestd.intake.recipients import MailboxAddresses
 from ingestd.intake.smtp import start_smtp_server
 from ingestd.intake.store import GroupCommitter
+from ingestd.worker import Worker, worker_identity
 
 log = structlog.get_logger("ingestd.daemon")
 
@@ -37,14 +39,24 @@ async def run_until_stopped(
     engine = make_engine(settings.database)
     try:
         await asyncio.to_thread(ensure_schema, engine)
-        committer = GroupCommitter(engine)
+        wakeup = Wakeup()
+        committer = GroupCommitter(engine, on_commit=wakeup.notify)
         committer.start()
+        workers = [
+            asyncio.create_task(
+                _work(Worker(engine, settings, worker_identity(i)), wakeup, stop,
+                      settings.processing.poll_interval_seconds),
+                name=f"worker-{i}",
+            )
+            for i in range(settings.processing.worker_count)
+        ]
         server = await start_smtp_server(
             settings.smtp, MailboxAddresses.from_settings(settings), committer
         )
         port = server.sockets[0].getsockname()[1]
         log.info("daemon.ready", smtp_host=settings.smtp.host, smtp_port=port,
-                 database=engine.dialect.name, mailboxes=len(settings.mailboxes))
+                 database=engine.dialect.name, mailboxes=len(settings.mailboxes),
+                 workers=len(workers))
         sd_notify("READY=1")
         if on_ready is not None:
             on_ready(Services(smtp_port=port, committer=committer))
@@ -55,9 +67,50 @@ async def run_until_stopped(
             server.close()
             await server.wait_closed()
             await committer.stop()
+            wakeup.notify()
+            # Each worker finishes the message it holds, then stops.
+            await asyncio.gather(*workers, return_exceptions=True)
             log.info("daemon.stopped")
     finally:
         engine.dispose()
+
+
+class Wakeup:
+    """Tells idle workers that intake committed something."""
+
+    def __init__(self) -> None:
+        self._events: list[asyncio.Event] = []
+
+    def event(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._events.append(event)
+        return event
+
+    def notify(self) -> None:
+        for event in self._events:
+            event.set()
+
+
+async def _work(worker: Worker, wakeup: Wakeup, stop: asyncio.Event, poll: float) -> None:
+    """Process messages until stopped; sleep until woken (or ``poll``) when idle."""
+    woken = wakeup.event()
+    failures = 0
+    while not stop.is_set():
+        woken.clear()
+        try:
+            outcome = await asyncio.to_thread(worker.run_once)
+            failures = 0
+        except Exception as exc:
+            # Database trouble (already retried) or a bug outside any message;
+            # back off, never die: the rows stay pending.
+            failures += 1
+            log.warning("worker.error", worker=worker.identity, error=type(exc).__name__,
+                        detail=str(exc)[:300])
+            outcome = None
+            await asyncio.sleep(min(30.0, 0.5 * 2**min(failures, 6)))
+        if outcome is None and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), poll)
 
 
 def sd_notify(state: str) -> None:

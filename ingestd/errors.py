@@ -9,6 +9,7 @@ matters to callers is whether trying again later can succeed:
     └── PermanentError            retrying the same input cannot succeed
         ├── ConfigError           the YAML file is wrong (carries every problem found)
         ├── DirectoryFileError    a directory import file is wrong (same shape)
+        ├── LimitExceeded         a message breaks a processing limit (quarantined)
         ├── SchemaOutdated        the database needs `ingestd db upgrade`
         └── NotFound              a command named a row that does not exist
 
@@ -71,6 +72,14 @@ class ConfigError(ProblemsError):
 
 class DirectoryFileError(ProblemsError):
     """A directory import file is invalid; nothing from it was imported."""
+
+
+class LimitExceeded(PermanentError):
+    """A message breaks a processing limit; ``which`` names it (parts, depth, ...)."""
+
+    def __init__(self, which: str) -> None:
+        self.which = which
+        super().__init__(f"limit: {which}")
 
 
 class SchemaOutdated(PermanentError):

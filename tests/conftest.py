@@ -88,6 +88,8 @@ def base_config(db_url: str) -> dict[str, Any]:
         "database": {"url": db_url, "busy_timeout_ms": 5000},
         "smtp": {"host": "127.0.0.1", "port": 0, "max_message_size": 1_048_576,
                  "max_recipients": 5},
+        # Intake tests look at rows as stored; processing tests turn workers on.
+        "processing": {"workers": 0},
         "logging": {"level": "warning"},
         "mailboxes": [
             {"name": "support", "addresses": ["support@example.com", "help@example.com"]},
@@ -189,3 +191,20 @@ def start_daemon() -> Iterator[Any]:
 def daemon(start_daemon: Any, config_file: Path) -> RunningDaemon:
     """A daemon on the default test config, for each back end."""
     return start_daemon(config_file)
+
+
+@pytest.fixture(params=["ingest", "smtp"])
+def env(request: pytest.FixtureRequest, tmp_path: Path, db_url: str, start_daemon: Any) -> Any:
+    """Processing through `ingest` or over SMTP into a running daemon, on each back end."""
+    from tests.processing_env import ProcessingEnv, import_directory, processing_config
+
+    overrides = getattr(request, "param_overrides", {})
+    config = processing_config(db_url, **overrides)
+    path = write_config(tmp_path, config)
+    import_directory(path)
+    engine = make_engine(load_settings(path).database)
+    processing_env = ProcessingEnv(path, engine, request.param)
+    if request.param == "smtp":
+        processing_env.port = start_daemon(path).port
+    yield processing_env
+    engine.dispose()

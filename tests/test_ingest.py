@@ -27,7 +27,8 @@ def rows_of(config_file: Path) -> list[Any]:
 
 
 def ingest(config_file: Path, *args: str) -> int:
-    return main(["ingest", "--config", str(config_file), "--mailbox", "support", *args])
+    return main(["ingest", "--config", str(config_file), "--mailbox", "support", "--no-process",
+                 *args])
 
 
 def test_eml_file_is_stored_byte_exact(config_file: Path) -> None:

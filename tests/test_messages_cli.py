@@ -31,7 +31,7 @@ def test_list_and_show_over_smtp_and_files(
 ) -> None:
     """Messages from SMTP and ingest appear in the log with the contract's keys."""
     send(daemon.port, ["sales@example.com"], (FIXTURES / "simple-crlf.eml").read_bytes())
-    main(["ingest", "--config", str(config_file), "--mailbox", "support",
+    main(["ingest", "--no-process", "--config", str(config_file), "--mailbox", "support",
           str(FIXTURES / "lf-endings.eml")])
     capsys.readouterr()
     records = _json(capsys, "messages", "list", "--json", "--config", str(config_file))
@@ -50,7 +50,7 @@ def test_list_and_show_over_smtp_and_files(
 def test_list_filters(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--mailbox, --status and --limit narrow the listing."""
     for mailbox in ("support", "sales", "support"):
-        main(["ingest", "--config", str(config_file), "--mailbox", mailbox,
+        main(["ingest", "--no-process", "--config", str(config_file), "--mailbox", mailbox,
               str(FIXTURES / "simple-crlf.eml")])
     capsys.readouterr()
     base = ["messages", "list", "--json", "--config", str(config_file)]
@@ -67,7 +67,8 @@ def test_show_raw_is_byte_exact(
     raw = (FIXTURES / "header-nul.eml").read_bytes() + "é\r\n".encode("latin-1")
     path = config_file.parent / "odd.eml"
     path.write_bytes(raw)
-    main(["ingest", "--config", str(config_file), "--mailbox", "support", str(path)])
+    main(["ingest", "--no-process", "--config", str(config_file), "--mailbox", "support",
+          str(path)])
     capsys.readouterr()
     out = io.BytesIO()
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out))

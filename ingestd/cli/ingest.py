@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import structlog
+from sqlalchemy.engine import Engine
 
 from ingestd.cli import exits
 from ingestd.cli.common import (
@@ -23,10 +24,12 @@ from ingestd.cli.common import (
     print_json,
     settings_from,
 )
+from ingestd.config.settings import IngestdSettings
 from ingestd.errors import StorageUnavailable
 from ingestd.intake.files import FileMessage, Refusal, expand_paths, split_input
 from ingestd.intake.store import NewMessage, store_messages
 from ingestd.logs import configure_logging
+from ingestd.worker import Worker, worker_identity
 
 log = structlog.get_logger("ingestd.ingest")
 
@@ -41,6 +44,9 @@ class InputResult:
     outcome: str  # stored | refused | unreadable | not_stored
     id: int | None = None
     reason: str | None = None
+    # After processing: ticket_created | action_added | duplicate | quarantined | pending
+    processed: str | None = None
+    ticket_id: int | None = None
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,7 +126,30 @@ def ingest(args: argparse.Namespace) -> int:
             if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
                 flush()
         flush()
+        if not args.no_process:
+            _process(engine, settings, results)
     return _report(results, args.json)
+
+
+def _process(engine: Engine, settings: IngestdSettings, results: list[InputResult]) -> None:
+    """Run what this invocation stored through the pipeline, here and now."""
+    by_id = {r.id: r for r in results if r.outcome == "stored" and r.id is not None}
+    for result in by_id.values():
+        result.processed = "pending"
+    worker = Worker(engine, settings, worker_identity())
+    while True:
+        try:
+            done = worker.run_once(only_ids=list(by_id))
+        except Exception as exc:
+            # The database went away: what is left stays pending for the daemon.
+            log.warning("ingest.processing_stopped", error=str(exc)[:300])
+            return
+        if done is None:
+            return
+        row_id, outcome = done
+        if outcome.result != "failed":
+            by_id[row_id].processed = outcome.result
+            by_id[row_id].ticket_id = outcome.ticket_id
 
 
 def _inputs(paths: list[str]) -> Iterator[FileMessage | Refusal | InputResult]:
@@ -137,16 +166,23 @@ def _inputs(paths: list[str]) -> Iterator[FileMessage | Refusal | InputResult]:
         yield from split_input(str(path), data)
 
 
+PROCESSED = ("ticket_created", "action_added", "duplicate", "ignored", "quarantined", "pending")
+
+
 def _report(results: list[InputResult], as_json: bool) -> int:
     counts = {k: sum(r.outcome == k for r in results)
               for k in ("stored", "refused", "unreadable", "not_stored")}
+    processed = {k: sum(r.processed == k for r in results) for k in PROCESSED}
     if as_json:
-        print_json({**counts, "results": [asdict(r) for r in results]})
+        print_json({**counts, "processed": processed, "results": [asdict(r) for r in results]})
     else:
         print(
             f"stored {counts['stored']}, refused {counts['refused']} (not mail), "
             f"unreadable {counts['unreadable']}, not stored {counts['not_stored']}"
         )
+        if any(r.processed for r in results):
+            print("processed: " + ", ".join(f"{k.replace('_', ' ')} {v}"
+                                             for k, v in processed.items()))
         for r in results:
             if r.outcome != "stored":
                 print(f"{r.origin}: {r.outcome}: {r.reason}", file=sys.stderr)

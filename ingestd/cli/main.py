@@ -7,11 +7,21 @@ import sys
 from collections.abc import Sequence
 
 from ingestd import __version__
-from ingestd.cli import check, db, directory, exits, ingest, messages, run
+from ingestd.cli import (
+    check,
+    db,
+    directory,
+    exits,
+    ingest,
+    messages,
+    quarantine,
+    run,
+    tickets,
+)
 from ingestd.cli.common import CommandFailed, add_config_option
 from ingestd.errors import IngestdError
 
-COMMAND_GROUPS = (run, check, ingest, messages, directory, db)
+COMMAND_GROUPS = (run, check, ingest, messages, tickets, quarantine, directory, db)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
 from ingestd.db.models import InboundMessage
+from ingestd.errors import PermanentError
+from ingestd.requeue import reprocess
 
 _T = InboundMessage.__table__  # type: ignore[attr-defined]
 
@@ -39,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show.add_argument("--raw", action="store_true", help="write the stored bytes, byte-exact")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=show_message)
+    again = commands.add_parser(
+        "reprocess", help="process a duplicate, ignored or quarantined message again"
+    )
+    add_config_option(again)
+    again.add_argument("id", type=int)
+    again.set_defaults(func=reprocess_message)
 
 
 def _record(row: Any) -> dict[str, Any]:
@@ -91,4 +99,15 @@ def show_message(args: argparse.Namespace) -> int:
     else:
         for key, value in record.items():
             print(f"{key + ':':<16} {'' if value is None else value}")
+    return exits.OK
+
+
+def reprocess_message(args: argparse.Namespace) -> int:
+    with database(settings_from(args)) as engine:
+        try:
+            with engine.begin() as conn:
+                was = reprocess(conn, args.id)
+        except PermanentError as exc:
+            raise CommandFailed(exits.DATAERR, str(exc)) from exc
+    print(f"message {args.id} ({was}) is pending again; the daemon's workers will process it")
     return exits.OK

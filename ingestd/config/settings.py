@@ -7,6 +7,7 @@ explicitly to whatever needs them.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -128,6 +129,29 @@ class Mailbox(Settings):
         return tuple(normalise_address(v) for v in values)
 
 
+class ProcessingLimits(Settings):
+    """Limits checked before the parser runs; a message over one is quarantined."""
+
+    max_parts: int = Field(default=1000, ge=1)
+    max_depth: int = Field(default=30, ge=1, le=200)
+    max_header_bytes: int = Field(default=262_144, ge=1024)
+
+
+class ProcessingSettings(Settings):
+    # None: one worker per CPU. 0: store only (a separate intake tier, benchmarks).
+    workers: int | None = Field(default=None, ge=0, le=256)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    # A claimed row whose worker died becomes claimable again after this.
+    lease_seconds: float = Field(default=300, ge=1)
+    # How often idle workers look for pending rows intake did not announce.
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    limits: ProcessingLimits = ProcessingLimits()
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers if self.workers is not None else (os.cpu_count() or 1)
+
+
 class LoggingSettings(Settings):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # auto: JSON lines when stdout is not a terminal (systemd, pipes), readable otherwise.
@@ -138,6 +162,7 @@ class IngestdSettings(Settings):
     database: DatabaseSettings = DatabaseSettings()
     smtp: SmtpSettings = SmtpSettings()
     unknown_senders: UnknownSenders = UnknownSenders()
+    processing: ProcessingSettings = ProcessingSettings()
     logging: LoggingSettings = LoggingSettings()
     mailboxes: tuple[Mailbox, ...] = ()
 

@@ -193,6 +193,25 @@ class InboundMessage(SQLModel, table=True):
     )
     # Last, so listings that skip it never read a large value's pages in SQLite.
     raw: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    # "<stage>: <error>" of the last failed attempt; the quarantine reason quotes it.
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # Set by `messages reprocess`: an operator asked to process a duplicate anyway.
+    skip_dedupe: bool = Field(
+        default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false())
+    )
+
+
+class DedupeKey(SQLModel, table=True):
+    """The serialising point of dedupe: the first message to insert a key owns it.
+
+    Keys: ``sha256:<raw>`` (or a pull's provider key) and ``mid:<sha256 of
+    Message-ID and From>``. Inserted in the processing transaction, so a key
+    exists only once its message's outcome is committed.
+    """
+
+    __tablename__ = "dedupe_keys"
+    key: str = Field(sa_column=sa.Column(sa.String(255), primary_key=True))
+    inbound_message_id: int = Field(foreign_key="inbound_messages.id")
 
 
 class InboxItem(SQLModel, table=True):

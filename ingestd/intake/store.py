@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -99,8 +99,11 @@ class GroupCommitter:
     half-stored, because the batch is one transaction.
     """
 
-    def __init__(self, engine: Engine, max_batch: int = 200) -> None:
+    def __init__(
+        self, engine: Engine, max_batch: int = 200, on_commit: Callable[[], None] | None = None
+    ) -> None:
         self._engine = engine
+        self._on_commit = on_commit
         self._max_batch = max_batch
         self._queue: list[tuple[NewMessage, asyncio.Future[int]]] = []
         self._wake = asyncio.Event()
@@ -153,6 +156,8 @@ class GroupCommitter:
                             future.set_exception(error)
                     continue
                 self.commits += 1
+                if self._on_commit is not None:
+                    self._on_commit()
                 for (_, future), row_id in zip(batch, ids, strict=True):
                     if not future.done():
                         future.set_result(row_id)

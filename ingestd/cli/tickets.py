@@ -1,0 +1,117 @@
+"""``ingestd tickets`` and ``ingestd attachments``: what processing made."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ingestd import tickets
+from ingestd.cli import exits
+from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
+from ingestd.errors import NotFound
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("tickets", help="tickets and their actions")
+    commands = parser.add_subparsers(dest="tickets_command", required=True)
+    listing = commands.add_parser("list", help="list tickets, newest first")
+    add_config_option(listing)
+    listing.add_argument("--status", choices=tickets.TICKET_STATUSES)
+    listing.add_argument("--mailbox")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=list_tickets)
+    show = commands.add_parser("show", help="one ticket with its actions")
+    add_config_option(show)
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=show_ticket)
+    status = commands.add_parser("set-status", help="open or close a ticket")
+    add_config_option(status)
+    status.add_argument("id", type=int)
+    status.add_argument("status", choices=tickets.TICKET_STATUSES)
+    status.set_defaults(func=set_status)
+    outgoing = commands.add_parser(
+        "add-outgoing", help="record mail the helpdesk sent, so replies to it thread here"
+    )
+    add_config_option(outgoing)
+    outgoing.add_argument("id", type=int)
+    outgoing.add_argument("--message-id", required=True)
+    outgoing.add_argument("--to", required=True)
+    outgoing.add_argument("--subject")
+    outgoing.set_defaults(func=add_outgoing)
+
+    attachments = subparsers.add_parser("attachments", help="attachment contents")
+    att_commands = attachments.add_subparsers(dest="attachments_command", required=True)
+    get = att_commands.add_parser("get", help="write an attachment's bytes to stdout")
+    add_config_option(get)
+    get.add_argument("id", type=int)
+    get.set_defaults(func=get_attachment)
+
+
+def list_tickets(args: argparse.Namespace) -> int:
+    with database(settings_from(args)) as engine, engine.connect() as conn:
+        records = tickets.list_tickets(conn, args.status, args.mailbox, max(args.limit, 0))
+    if args.json:
+        print_json(records)
+    else:
+        for r in records:
+            print(f"#{r['id']:<6} {r['status']:<6} {r['type']:<12} {r['mailbox'] or '':<10} "
+                  f"{r['user_email'] or '-':<30} {r['summary'][:60]}")
+    return exits.OK
+
+
+def show_ticket(args: argparse.Namespace) -> int:
+    with database(settings_from(args)) as engine, engine.connect() as conn:
+        try:
+            record = tickets.show_ticket(conn, args.id)
+        except NotFound as exc:
+            raise CommandFailed(exits.DATAERR, str(exc)) from exc
+    if args.json:
+        print_json(record)
+        return exits.OK
+    print(f"#{record['id']} [{record['status']}] {record['summary']}")
+    print(f"type {record['type']}, mailbox {record['mailbox']}, user {record['user_email']}, "
+          f"client {record['client']}, site {record['site']}")
+    for a in record["actions"]:
+        print(f"\n-- action {a['id']} ({a['kind']}, {a['sender_kind']}) from {a['from']} "
+              f"at {a['created_at']}")
+        print(f"   subject: {a['subject']}")
+        for f in a["attachments"]:
+            print(f"   attachment {f['id']}: {f['filename']} ({f['content_type']}, {f['size']} B)")
+    return exits.OK
+
+
+def set_status(args: argparse.Namespace) -> int:
+    with database(settings_from(args)) as engine:
+        try:
+            with engine.begin() as conn:
+                tickets.set_status(conn, args.id, args.status)
+        except NotFound as exc:
+            raise CommandFailed(exits.DATAERR, str(exc)) from exc
+    print(f"ticket {args.id} is {args.status}")
+    return exits.OK
+
+
+def add_outgoing(args: argparse.Namespace) -> int:
+    with database(settings_from(args)) as engine:
+        try:
+            with engine.begin() as conn:
+                action_id = tickets.add_outgoing(conn, args.id, args.message_id, args.to,
+                                                 args.subject)
+        except NotFound as exc:
+            raise CommandFailed(exits.DATAERR, str(exc)) from exc
+    print(f"recorded outgoing action {action_id} on ticket {args.id}")
+    return exits.OK
+
+
+def get_attachment(args: argparse.Namespace) -> int:
+    with database(settings_from(args)) as engine, engine.connect() as conn:
+        try:
+            content = tickets.attachment_content(conn, args.id)
+        except NotFound as exc:
+            raise CommandFailed(exits.DATAERR, str(exc)) from exc
+    sys.stdout.flush()
+    sys.stdout.buffer.write(content)
+    sys.stdout.buffer.flush()
+    return exits.OK

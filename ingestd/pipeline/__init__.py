@@ -1,0 +1,1 @@
+"""Processing: stored mail → tickets and actions, through named stages (see order.py)."""

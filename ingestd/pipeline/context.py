@@ -1,0 +1,82 @@
+"""The typed context one message carries through the stages, and their outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy.engine import Connection
+
+from ingestd.config.settings import IngestdSettings, Mailbox
+from ingestd.pipeline.parsed import ParsedMessage
+
+# "failed": this attempt failed and the row is pending again for another one.
+Result = Literal[
+    "ticket_created", "action_added", "duplicate", "ignored", "quarantined", "failed"
+]
+SenderKind = Literal["agent", "user", "supplier", "unknown"]
+
+
+@dataclass(frozen=True)
+class TicketTag:
+    """A ticket ID tag found in a message, e.g. ``[ID:1234]``."""
+
+    ticket_id: int
+    text: str  # as written, for reasons: "[ID:1234]"
+    where: Literal["subject", "body"]
+
+
+@dataclass(frozen=True)
+class Sender:
+    kind: SenderKind
+    address: str | None
+    user_id: int | None = None
+    site_id: int | None = None
+    client_id: int | None = None
+    agent_id: int | None = None
+    supplier_id: int | None = None
+    user_created: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How processing ended; becomes the inbound row's status and reason."""
+
+    result: Result
+    status: str
+    reason: str | None = None
+    ticket_id: int | None = None
+    action_id: int | None = None
+    duplicate_of: int | None = None
+
+
+@dataclass
+class MessageContext:
+    inbound_id: int
+    raw: bytes
+    source_key: str
+    mailbox: Mailbox
+    settings: IngestdSettings
+    now: datetime
+    skip_dedupe: bool = False
+    parsed: ParsedMessage | None = None
+    tag: TicketTag | None = None
+    # The existing ticket this message updates, once a stage found it.
+    ticket_id: int | None = None
+    # Why the ticket was chosen, or why a new one is made; ends up in `reason`.
+    notes: list[str] = field(default_factory=list)
+    sender: Sender | None = None
+    conn: Connection | None = None
+    stage: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def message(self) -> ParsedMessage:
+        assert self.parsed is not None, "the parse stage runs first"
+        return self.parsed
+
+    @property
+    def db(self) -> Connection:
+        assert self.conn is not None, "database stages run inside the message's transaction"
+        return self.conn

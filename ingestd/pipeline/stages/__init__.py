@@ -1,0 +1,1 @@
+"""One module per stage; each exposes one function taking the message context."""

@@ -1,0 +1,100 @@
+"""classify: who wrote this — an agent, an end-user, a supplier, or someone unknown.
+
+Looked up by the From address, case-insensitively, in that order: agents,
+users, suppliers by exact address, suppliers by domain. An unknown sender is
+handled by ``unknown_senders``: create a user (under the client owning the
+domain, else the default client/site), or record no user.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ingestd.addresses import domain_of
+from ingestd.db.models import Agent, Client, ClientDomain, Site, SupplierAddress, User, utcnow
+from ingestd.pipeline.context import MessageContext, Outcome, Sender
+
+_AGENTS = Agent.__table__  # type: ignore[attr-defined]
+_USERS = User.__table__  # type: ignore[attr-defined]
+_SITES = Site.__table__  # type: ignore[attr-defined]
+_CLIENTS = Client.__table__  # type: ignore[attr-defined]
+_DOMAINS = ClientDomain.__table__  # type: ignore[attr-defined]
+_SUPPLIER_ADDRESSES = SupplierAddress.__table__  # type: ignore[attr-defined]
+
+
+def classify_sender(ctx: MessageContext) -> Outcome | None:
+    address = ctx.message.from_address
+    ctx.sender = _lookup(ctx, address) if address else None
+    if ctx.sender is None:
+        ctx.sender = _unknown(ctx, address)
+    return None
+
+
+def _lookup(ctx: MessageContext, address: str) -> Sender | None:
+    db = ctx.db
+    agent = db.execute(sa.select(_AGENTS.c.id).where(_AGENTS.c.email == address)).scalar()
+    if agent is not None:
+        return Sender("agent", address, agent_id=agent)
+    user = db.execute(
+        sa.select(_USERS.c.id, _USERS.c.site_id, _SITES.c.client_id)
+        .join(_SITES, _SITES.c.id == _USERS.c.site_id)
+        .where(_USERS.c.email == address)
+    ).first()
+    if user is not None:
+        return Sender("user", address, user_id=user.id, site_id=user.site_id,
+                      client_id=user.client_id)
+    for kind, value in (("email", address), ("domain", domain_of(address))):
+        supplier = db.execute(
+            sa.select(_SUPPLIER_ADDRESSES.c.supplier_id)
+            .where(_SUPPLIER_ADDRESSES.c.kind == kind, _SUPPLIER_ADDRESSES.c.value == value)
+        ).scalar()
+        if supplier is not None:
+            return Sender("supplier", address, supplier_id=supplier)
+    return None
+
+
+def _unknown(ctx: MessageContext, address: str | None) -> Sender:
+    policy = ctx.settings.unknown_senders
+    if policy.action == "no_user" or not address or "@" not in address:
+        return Sender("unknown", address)
+    client_id, site_id = _home_for(ctx, domain_of(address))
+    name = ctx.message.from_name or address.split("@", 1)[0]
+    user_id = ctx.db.execute(
+        sa.insert(_USERS).values(
+            site_id=site_id, name=name[:255], email=address, vip=False,
+            created_by_ingestd=True, created_at=utcnow(),
+        ).returning(_USERS.c.id)
+    ).scalar_one()
+    return Sender("user", address, user_id=user_id, site_id=site_id, client_id=client_id,
+                  user_created=True)
+
+
+def _home_for(ctx: MessageContext, domain: str) -> tuple[int, int]:
+    """(client, site) for a new user: the domain's client and its first site, else defaults."""
+    db = ctx.db
+    policy = ctx.settings.unknown_senders
+    client_id = db.execute(
+        sa.select(_DOMAINS.c.client_id).where(_DOMAINS.c.domain == domain)
+    ).scalar()
+    if client_id is None:
+        client_id = _get_or_create(db, _CLIENTS, {"name": policy.default_client}, {"vip": False})
+    site_id = db.execute(
+        sa.select(_SITES.c.id).where(_SITES.c.client_id == client_id).order_by(_SITES.c.id)
+    ).scalar()
+    if site_id is None:
+        site_id = _get_or_create(db, _SITES, {"client_id": client_id,
+                                               "name": policy.default_site}, {})
+    return int(client_id), int(site_id)
+
+
+def _get_or_create(db: sa.Connection, table: sa.Table, keys: dict[str, object],
+                   extra: dict[str, object]) -> int:
+    # A concurrent worker creating the same row makes this transaction fail
+    # on the unique constraint; the worker retries the whole message.
+    where = [table.c[k] == v for k, v in keys.items()]
+    found = db.execute(sa.select(table.c.id).where(*where)).scalar()
+    if found is not None:
+        return int(found)
+    return int(db.execute(
+        sa.insert(table).values(**keys, **extra).returning(table.c.id)
+    ).scalar_one())

@@ -1,0 +1,59 @@
+"""dedupe: the first message to own a key wins; later ones are duplicates.
+
+Keys are inserted into ``dedupe_keys`` inside the message's transaction. The
+primary key is the serialising point: on PostgreSQL a second transaction
+inserting the same key waits for the first to commit or roll back; on SQLite
+writers are serialised anyway. Comparing ids would not do: an id exists at
+insert but is visible to others only at commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ingestd.db.models import DedupeKey
+from ingestd.pipeline.context import MessageContext, Outcome
+
+_KEYS = DedupeKey.__table__  # type: ignore[attr-defined]
+
+
+def message_id_key(message_id: str, from_address: str) -> str:
+    digest = hashlib.sha256(f"{message_id}\0{from_address.lower()}".encode()).hexdigest()
+    return f"mid:{digest}"
+
+
+def dedupe(ctx: MessageContext) -> Outcome | None:
+    if ctx.skip_dedupe:
+        return None
+    keys = [(ctx.source_key, "same bytes" if ctx.source_key.startswith("sha256:") else "same id")]
+    message = ctx.message
+    # Same Message-ID from another From is not a duplicate: a forged
+    # Message-ID must not suppress someone else's mail.
+    if message.message_id and message.from_address:
+        keys.append((message_id_key(message.message_id, message.from_address), "message-id"))
+    for key, why in keys:
+        owner = _claim_key(ctx, key)
+        if owner is not None:
+            # Give back keys this message took, so they stay with the original.
+            ctx.db.execute(sa.delete(_KEYS).where(_KEYS.c.inbound_message_id == ctx.inbound_id))
+            return Outcome(
+                result="duplicate", status="duplicate", duplicate_of=owner,
+                reason=f"duplicate of {owner} ({why})",
+            )
+    return None
+
+
+def _claim_key(ctx: MessageContext, key: str) -> int | None:
+    """Insert ``key`` for this message; return the owner's id if another has it."""
+    dialect = postgresql if ctx.db.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(_KEYS).values(key=key, inbound_message_id=ctx.inbound_id)
+    result = ctx.db.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
+    if result.rowcount == 1:
+        return None
+    owner = ctx.db.execute(
+        sa.select(_KEYS.c.inbound_message_id).where(_KEYS.c.key == key)
+    ).scalar_one()
+    return None if owner == ctx.inbound_id else int(owner)

@@ -1,0 +1,45 @@
+"""Sending held messages back to the workers: quarantine retry and reprocess."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ingestd.db.models import InboundMessage
+from ingestd.errors import NotFound, PermanentError
+
+_T = InboundMessage.__table__  # type: ignore[attr-defined]
+
+_FRESH = {"status": "pending", "attempts": 0, "last_error": None, "reason": None,
+          "claimed_by": None, "claimed_until": None, "processed_at": None}
+
+
+def retry_quarantined(conn: sa.Connection, message_id: int | None) -> list[int]:
+    """Quarantined → pending with attempts reset; ``None`` means all of them."""
+    query = sa.select(_T.c.id).where(_T.c.status == "quarantined")
+    if message_id is not None:
+        query = query.where(_T.c.id == message_id)
+    ids = [int(i) for i in conn.execute(query).scalars()]
+    if message_id is not None and not ids:
+        raise NotFound(f"message {message_id} is not quarantined")
+    if ids:
+        conn.execute(sa.update(_T).where(_T.c.id.in_(ids)).values(**_FRESH))
+    return ids
+
+
+def reprocess(conn: sa.Connection, message_id: int) -> str:
+    """Send a duplicate, ignored or quarantined message through processing again.
+
+    A duplicate is processed as if it were first (dedupe is skipped for it):
+    the operator decided it is not the same message after all.
+    """
+    status = conn.execute(sa.select(_T.c.status).where(_T.c.id == message_id)).scalar()
+    if status is None:
+        raise NotFound(f"no inbound message with id {message_id}")
+    if status not in ("duplicate", "ignored", "quarantined"):
+        raise PermanentError(
+            f"message {message_id} is {status}; only duplicate, ignored or quarantined "
+            "messages can be reprocessed"
+        )
+    conn.execute(sa.update(_T).where(_T.c.id == message_id).values(
+        **_FRESH, skip_dedupe=status == "duplicate", duplicate_of=None))
+    return str(status)

@@ -1,0 +1,260 @@
+"""Workers: claim a pending row, run the pipeline, commit the outcome.
+
+A claim is a lease (``claimed_by``, ``claimed_until``) plus ``attempts + 1``,
+committed before any work starts. So a message that kills the process still
+has its attempt counted, and once ``max_attempts`` are used up the next claim
+quarantines it instead of trying again. The outcome and everything it made
+commit in one transaction, guarded by the lease: a worker that lost its lease
+(it was too slow and another took over) commits nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Engine
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from ingestd.config.settings import IngestdSettings
+from ingestd.db.models import InboundMessage, utcnow
+from ingestd.errors import LimitExceeded, StorageUnavailable, TemporaryError
+from ingestd.pipeline.context import MessageContext, Outcome
+from ingestd.pipeline.order import DECIDE, PREPARE
+
+log = structlog.get_logger("ingestd.worker")
+_T = InboundMessage.__table__  # type: ignore[attr-defined]
+
+# Database errors that say nothing about the message: retry, never its fault.
+_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.IntegrityError,
+              StorageUnavailable)
+
+
+class LeaseLost(TemporaryError):
+    """Another worker took the row over; this worker's result is discarded."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    attempts: int  # including the one just started
+
+
+def worker_identity(index: int = 0) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{index}"
+
+
+class Worker:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: IngestdSettings,
+        identity: str,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._processing = settings.processing
+        self.identity = identity
+        self._clock = clock
+        self._postgres = engine.dialect.name == "postgresql"
+
+    # --- claiming ------------------------------------------------------------------
+
+    def claim(self, only_ids: Sequence[int] | None = None) -> Claim | None:
+        """Lease the oldest claimable row, quarantining rows out of attempts on the way."""
+        while True:
+            now = self._clock()
+            with self._engine.begin() as conn:
+                query = (
+                    sa.select(_T.c.id, _T.c.attempts, _T.c.last_error)
+                    .where(_T.c.status == "pending")
+                    .where(sa.or_(_T.c.claimed_until.is_(None), _T.c.claimed_until < now))
+                    .order_by(_T.c.id)
+                    .limit(1)
+                )
+                if only_ids is not None:
+                    query = query.where(_T.c.id.in_(list(only_ids)))
+                if self._postgres:
+                    query = query.with_for_update(skip_locked=True)
+                row = conn.execute(query).first()
+                if row is None:
+                    return None
+                if row.attempts >= self._processing.max_attempts:
+                    last = row.last_error or "worker stopped during processing"
+                    self._finish(conn, row.id, Outcome(
+                        "quarantined", "quarantined", f"attempts: {last}"), guard=False)
+                    log.warning("message.processed", id=row.id, outcome="quarantined",
+                                reason=f"attempts: {last}")
+                    continue
+                conn.execute(
+                    sa.update(_T).where(_T.c.id == row.id).values(
+                        claimed_by=self.identity,
+                        claimed_until=now + timedelta(seconds=self._processing.lease_seconds),
+                        attempts=_T.c.attempts + 1,
+                    )
+                )
+                return Claim(row.id, row.attempts + 1)
+
+    # --- processing ----------------------------------------------------------------
+
+    def run_once(self, only_ids: Sequence[int] | None = None) -> tuple[int, Outcome] | None:
+        """Claim and process one message: (its id, the outcome); None when none is claimable."""
+        claim = self.claim(only_ids)
+        if claim is None:
+            return None
+        return claim.id, self.process(claim)
+
+    def process(self, claim: Claim) -> Outcome:
+        started = time.perf_counter()
+        ctx = self._context(claim)
+        try:
+            for name, stage in PREPARE:
+                self._run_stage(ctx, name, stage)
+            outcome = self._decide_with_retries(ctx)
+        except LimitExceeded as exc:
+            outcome = Outcome("quarantined", "quarantined", f"limit: {exc.which}")
+            self._commit_failure(ctx, claim, outcome)
+        except (TemporaryError, *_TRANSIENT) as exc:
+            # Not the message's fault: give the attempt back and let the lease
+            # expire (or be released) so it is tried again later.
+            self._release(claim, give_back_attempt=True, error=None)
+            log.warning("message.deferred", id=claim.id, stage=ctx.stage, error=_brief(exc))
+            raise
+        except Exception as exc:
+            error = f"{ctx.stage}: {type(exc).__name__}: {_brief(exc)}"
+            if claim.attempts >= self._processing.max_attempts:
+                outcome = Outcome("quarantined", "quarantined", f"attempts: {error}")
+                self._commit_failure(ctx, claim, outcome)
+            else:
+                self._release(claim, give_back_attempt=False, error=error)
+                log.warning("message.failed", id=claim.id, stage=ctx.stage, error=error,
+                            attempts=claim.attempts)
+                return Outcome("failed", "pending", error)
+        self._log(ctx, outcome, time.perf_counter() - started)
+        return outcome
+
+    def _context(self, claim: Claim) -> MessageContext:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(_T.c.raw, _T.c.mailbox, _T.c.source_key, _T.c.skip_dedupe)
+                .where(_T.c.id == claim.id)
+            ).one()
+        mailbox = self._settings.mailbox(row.mailbox)
+        if mailbox is None:
+            raise LookupError(f"mailbox {row.mailbox!r} is not configured any more")
+        return MessageContext(
+            inbound_id=claim.id, raw=bytes(row.raw), source_key=row.source_key,
+            mailbox=mailbox, settings=self._settings, now=self._clock(),
+            skip_dedupe=bool(row.skip_dedupe),
+        )
+
+    def _run_stage(self, ctx: MessageContext, name: str, stage: Callable[..., Outcome | None]
+                   ) -> Outcome | None:
+        ctx.stage = name
+        started = time.perf_counter()
+        try:
+            return stage(ctx)
+        finally:
+            ctx.timings[name] = round(time.perf_counter() - started, 6)
+
+    def _decide_with_retries(self, ctx: MessageContext) -> Outcome:
+        retrying = Retrying(
+            retry=retry_if_exception_type(_TRANSIENT),
+            stop=stop_after_attempt(4),
+            wait=wait_exponential(multiplier=0.1, max=2),
+            before_sleep=before_sleep_log(_StdlibAdapter(), 30),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                return self._decide(ctx)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _decide(self, ctx: MessageContext) -> Outcome:
+        ctx.notes.clear()
+        ctx.ticket_id = None
+        ctx.sender = None
+        with self._engine.begin() as conn:
+            ctx.conn = conn
+            try:
+                outcome: Outcome | None = None
+                for name, stage in DECIDE:
+                    outcome = self._run_stage(ctx, name, stage)
+                    if outcome is not None:
+                        break
+                assert outcome is not None, "the last stage always decides"
+                self._finish(conn, ctx.inbound_id, outcome, ctx=ctx)
+            finally:
+                ctx.conn = None
+        return outcome
+
+    def _finish(self, conn: sa.Connection, row_id: int, outcome: Outcome, *,
+                ctx: MessageContext | None = None, guard: bool = True) -> None:
+        values: dict[str, object] = {
+            "status": outcome.status, "reason": outcome.reason,
+            "ticket_id": outcome.ticket_id, "action_id": outcome.action_id,
+            "duplicate_of": outcome.duplicate_of, "processed_at": self._clock(),
+            "claimed_by": None, "claimed_until": None,
+        }
+        if ctx is not None:
+            values["stage_timings"] = dict(ctx.timings)
+            if ctx.parsed is not None:
+                values["defects"] = list(ctx.parsed.defects) or None
+        query = sa.update(_T).where(_T.c.id == row_id)
+        if guard:
+            query = query.where(_T.c.claimed_by == self.identity)
+        if conn.execute(query.values(**values)).rowcount != 1:
+            raise LeaseLost(f"message {row_id} was taken over by another worker")
+
+    def _commit_failure(self, ctx: MessageContext, claim: Claim, outcome: Outcome) -> None:
+        with self._engine.begin() as conn:
+            self._finish(conn, claim.id, outcome, ctx=ctx)
+
+    def _release(self, claim: Claim, *, give_back_attempt: bool, error: str | None) -> None:
+        values: dict[str, object] = {"claimed_by": None, "claimed_until": None}
+        if give_back_attempt:
+            values["attempts"] = _T.c.attempts - 1
+        if error is not None:
+            values["last_error"] = error[:2000]
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(sa.update(_T).where(_T.c.id == claim.id,
+                                                 _T.c.claimed_by == self.identity).values(**values))
+        except sa.exc.SQLAlchemyError:
+            # The database is away; the lease expires by itself.
+            pass
+
+    def _log(self, ctx: MessageContext, outcome: Outcome, seconds: float) -> None:
+        sender = ctx.sender
+        log.info(
+            "message.processed", id=ctx.inbound_id, mailbox=ctx.mailbox.name,
+            outcome=outcome.result, ticket=outcome.ticket_id, action=outcome.action_id,
+            duplicate_of=outcome.duplicate_of, reason=outcome.reason,
+            sender_kind=sender.kind if sender else None, timings=ctx.timings,
+            seconds=round(seconds, 6),
+        )
+
+
+class _StdlibAdapter:
+    """tenacity logs through a stdlib-style ``log(level, msg)``; send it to structlog."""
+
+    def log(self, level: int, msg: str, *args: object, **kwargs: object) -> None:
+        log.warning("message.retrying", detail=msg % args if args else msg)
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:500]
