@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import structlog
@@ -29,12 +30,14 @@ from tenacity import (
 )
 
 from ingestd.config.settings import IngestdSettings
+from ingestd.db.engine import read_only
 from ingestd.db.models import InboundMessage, utcnow
 from ingestd.errors import LimitExceeded, StorageUnavailable, TemporaryError
 from ingestd.pipeline.context import MessageContext, Outcome
 from ingestd.pipeline.order import DECIDE, PREPARE
 
 log = structlog.get_logger("ingestd.worker")
+T = TypeVar("T")
 _T = InboundMessage.__table__  # type: ignore[attr-defined]
 
 # Database errors that say nothing about the message: retry, never its fault.
@@ -119,35 +122,36 @@ class Worker:
 
     def process(self, claim: Claim) -> Outcome:
         started = time.perf_counter()
-        ctx = self._context(claim)
+        ctx: MessageContext | None = None
         try:
+            ctx = self._retrying(self._context, claim)
             for name, stage in PREPARE:
                 self._run_stage(ctx, name, stage)
-            outcome = self._decide_with_retries(ctx)
+            outcome = self._retrying(self._decide, ctx)
         except LimitExceeded as exc:
             outcome = Outcome("quarantined", "quarantined", f"limit: {exc.which}")
-            self._commit_failure(ctx, claim, outcome)
+            self._commit_failure(claim, outcome, ctx)
         except (TemporaryError, *_TRANSIENT) as exc:
-            # Not the message's fault: give the attempt back and let the lease
-            # expire (or be released) so it is tried again later.
+            # Not the message's fault: give the attempt back so it is tried again later.
             self._release(claim, give_back_attempt=True, error=None)
-            log.warning("message.deferred", id=claim.id, stage=ctx.stage, error=_brief(exc))
+            log.warning("message.deferred", id=claim.id, stage=ctx.stage if ctx else "load",
+                        error=_brief(exc))
             raise
         except Exception as exc:
-            error = f"{ctx.stage}: {type(exc).__name__}: {_brief(exc)}"
-            if claim.attempts >= self._processing.max_attempts:
-                outcome = Outcome("quarantined", "quarantined", f"attempts: {error}")
-                self._commit_failure(ctx, claim, outcome)
-            else:
+            stage = ctx.stage if ctx else "load"
+            error = f"{stage}: {type(exc).__name__}: {_brief(exc)}"
+            if claim.attempts < self._processing.max_attempts:
                 self._release(claim, give_back_attempt=False, error=error)
-                log.warning("message.failed", id=claim.id, stage=ctx.stage, error=error,
+                log.warning("message.failed", id=claim.id, stage=stage, error=error,
                             attempts=claim.attempts)
                 return Outcome("failed", "pending", error)
-        self._log(ctx, outcome, time.perf_counter() - started)
+            outcome = Outcome("quarantined", "quarantined", f"attempts: {error}")
+            self._commit_failure(claim, outcome, ctx)
+        self._log(claim.id, ctx, outcome, time.perf_counter() - started)
         return outcome
 
     def _context(self, claim: Claim) -> MessageContext:
-        with self._engine.connect() as conn:
+        with read_only(self._engine) as conn:
             row = conn.execute(
                 sa.select(_T.c.raw, _T.c.mailbox, _T.c.source_key, _T.c.skip_dedupe)
                 .where(_T.c.id == claim.id)
@@ -170,18 +174,16 @@ class Worker:
         finally:
             ctx.timings[name] = round(time.perf_counter() - started, 6)
 
-    def _decide_with_retries(self, ctx: MessageContext) -> Outcome:
+    def _retrying(self, step: Callable[[Any], T], argument: Any) -> T:
+        """Run ``step``, retrying database trouble with back-off (never the message's fault)."""
         retrying = Retrying(
             retry=retry_if_exception_type(_TRANSIENT),
             stop=stop_after_attempt(4),
             wait=wait_exponential(multiplier=0.1, max=2),
-            before_sleep=before_sleep_log(_StdlibAdapter(), 30),
+            before_sleep=before_sleep_log(_StdlibAdapter(), 30),  # type: ignore[arg-type]
             reraise=True,
         )
-        for attempt in retrying:
-            with attempt:
-                return self._decide(ctx)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return retrying(step, argument)
 
     def _decide(self, ctx: MessageContext) -> Outcome:
         ctx.notes.clear()
@@ -219,7 +221,8 @@ class Worker:
         if conn.execute(query.values(**values)).rowcount != 1:
             raise LeaseLost(f"message {row_id} was taken over by another worker")
 
-    def _commit_failure(self, ctx: MessageContext, claim: Claim, outcome: Outcome) -> None:
+    def _commit_failure(self, claim: Claim, outcome: Outcome, ctx: MessageContext | None
+                        ) -> None:
         with self._engine.begin() as conn:
             self._finish(conn, claim.id, outcome, ctx=ctx)
 
@@ -237,14 +240,15 @@ class Worker:
             # The database is away; the lease expires by itself.
             pass
 
-    def _log(self, ctx: MessageContext, outcome: Outcome, seconds: float) -> None:
-        sender = ctx.sender
+    def _log(self, row_id: int, ctx: MessageContext | None, outcome: Outcome,
+             seconds: float) -> None:
+        sender = ctx.sender if ctx else None
         log.info(
-            "message.processed", id=ctx.inbound_id, mailbox=ctx.mailbox.name,
+            "message.processed", id=row_id, mailbox=ctx.mailbox.name if ctx else None,
             outcome=outcome.result, ticket=outcome.ticket_id, action=outcome.action_id,
             duplicate_of=outcome.duplicate_of, reason=outcome.reason,
-            sender_kind=sender.kind if sender else None, timings=ctx.timings,
-            seconds=round(seconds, 6),
+            sender_kind=sender.kind if sender else None,
+            timings=ctx.timings if ctx else {}, seconds=round(seconds, 6),
         )
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
+from ingestd.db.engine import read_only
 from ingestd.db.models import InboundMessage
 from ingestd.errors import PermanentError
 from ingestd.requeue import reprocess
@@ -66,7 +67,7 @@ def list_messages(args: argparse.Namespace) -> int:
         query = query.where(_T.c.status == args.status)
     if args.mailbox:
         query = query.where(_T.c.mailbox == args.mailbox)
-    with database(settings) as engine, engine.connect() as conn:
+    with database(settings) as engine, read_only(engine) as conn:
         records = [_record(row) for row in conn.execute(query)]
     if args.json:
         print_json(records)
@@ -82,7 +83,7 @@ def list_messages(args: argparse.Namespace) -> int:
 
 def show_message(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    with database(settings) as engine, engine.connect() as conn:
+    with database(settings) as engine, read_only(engine) as conn:
         row = conn.execute(sa.select(_T).where(_T.c.id == args.id)).first()
     if row is None:
         raise CommandFailed(exits.DATAERR, f"no inbound message with id {args.id}")

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
 from ingestd.cli.messages import LOG_COLUMNS, _record
+from ingestd.db.engine import read_only
 from ingestd.db.models import InboundMessage
 from ingestd.errors import NotFound
 from ingestd.requeue import retry_quarantined
@@ -23,17 +24,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_config_option(listing)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=list_quarantine)
-    retry = commands.add_parser("retry", help="back to pending, attempts reset")
-    add_config_option(retry)
-    which = retry.add_mutually_exclusive_group(required=True)
+    again = commands.add_parser("retry", help="back to pending, attempts reset")
+    add_config_option(again)
+    which = again.add_mutually_exclusive_group(required=True)
     which.add_argument("id", type=int, nargs="?")
     which.add_argument("--all", action="store_true")
-    retry.set_defaults(func=retry)
+    again.set_defaults(func=retry)
 
 
 def list_quarantine(args: argparse.Namespace) -> int:
     columns = [_T.c[name] for name in (*LOG_COLUMNS, "also_mailboxes", "size")]
-    with database(settings_from(args)) as engine, engine.connect() as conn:
+    with database(settings_from(args)) as engine, read_only(engine) as conn:
         records = [_record(row) for row in conn.execute(
             sa.select(*columns).where(_T.c.status == "quarantined").order_by(_T.c.id))]
     if args.json:

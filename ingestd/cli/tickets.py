@@ -8,6 +8,7 @@ import sys
 from ingestd import tickets
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
+from ingestd.db.engine import read_only
 from ingestd.errors import NotFound
 
 
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def list_tickets(args: argparse.Namespace) -> int:
-    with database(settings_from(args)) as engine, engine.connect() as conn:
+    with database(settings_from(args)) as engine, read_only(engine) as conn:
         records = tickets.list_tickets(conn, args.status, args.mailbox, max(args.limit, 0))
     if args.json:
         print_json(records)
@@ -62,7 +63,7 @@ def list_tickets(args: argparse.Namespace) -> int:
 
 
 def show_ticket(args: argparse.Namespace) -> int:
-    with database(settings_from(args)) as engine, engine.connect() as conn:
+    with database(settings_from(args)) as engine, read_only(engine) as conn:
         try:
             record = tickets.show_ticket(conn, args.id)
         except NotFound as exc:
@@ -106,7 +107,7 @@ def add_outgoing(args: argparse.Namespace) -> int:
 
 
 def get_attachment(args: argparse.Namespace) -> int:
-    with database(settings_from(args)) as engine, engine.connect() as conn:
+    with database(settings_from(args)) as engine, read_only(engine) as conn:
         try:
             content = tickets.attachment_content(conn, args.id)
         except NotFound as exc:

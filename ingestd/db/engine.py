@@ -52,9 +52,18 @@ def _sqlite_engine(settings: DatabaseSettings) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (WAL) need no lock and must not queue behind writers.
+        if connection.get_execution_options().get("ingestd_read_only"):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def read_only(engine: Engine) -> sa.Connection:
+    """A connection for reads: on SQLite it takes no write lock."""
+    return engine.connect().execution_options(ingestd_read_only=True)
 
 
 def is_postgres(engine: Engine) -> bool:

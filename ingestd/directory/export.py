@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Connection, Engine
 
-from ingestd.db.engine import is_postgres
+from ingestd.db.engine import is_postgres, read_only
 from ingestd.directory.sync import (
     AGENTS,
     CLIENT_DOMAINS,
@@ -30,7 +30,7 @@ Record = dict[str, Any]
 
 def export_directory(engine: Engine) -> Record:
     """Clients (with domains, sites, users), agents and suppliers as plain values."""
-    with engine.connect() as conn:
+    with read_only(engine) as conn:
         if is_postgres(engine):
             # One snapshot for all the SELECTs, so a user added meanwhile cannot
             # point at a site that this export did not see.

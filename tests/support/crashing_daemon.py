@@ -1,0 +1,36 @@
+"""`ingestd run` with a parse stage that SIGKILLs the process on marked messages.
+
+Stands in for what no test can summon on demand: a message that makes the
+worker die (out of memory, a segfault in a C extension). Marked with
+``X-Test-Kill: always`` it kills every time; ``once`` kills the first time
+only (a flag file remembers).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import ingestd.worker
+from ingestd.cli.main import main
+from ingestd.pipeline.context import MessageContext, Outcome
+from ingestd.pipeline.stages.parse import parse
+
+
+def killing_parse(ctx: MessageContext) -> Outcome | None:
+    if b"X-Test-Kill: always" in ctx.raw:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if b"X-Test-Kill: once" in ctx.raw:
+        flag = Path(os.environ["KILL_ONCE_FLAG"])
+        if not flag.exists():
+            flag.write_text("killed once")
+            os.kill(os.getpid(), signal.SIGKILL)
+    return parse(ctx)
+
+
+ingestd.worker.PREPARE = (("parse", killing_parse), *ingestd.worker.PREPARE[1:])
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

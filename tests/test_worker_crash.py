@@ -1,0 +1,93 @@
+"""A worker killed mid-message: attempts are counted before work, so nothing loops forever."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from ingestd.cli.main import main
+from ingestd.config import load_settings
+from ingestd.db.engine import make_engine
+from tests.conftest import FIXTURES, REPO, inbound_rows, write_config
+from tests.processing_env import processing_config
+from tests.support.waiting import wait_for
+
+
+def _setup(tmp_path: Path, db_url: str, marker: str, max_attempts: int) -> tuple[Path, Any]:
+    config = processing_config(db_url, lease_seconds=1, max_attempts=max_attempts)
+    path = write_config(tmp_path, config)
+    raw = (FIXTURES / "new-ticket.eml").read_bytes().replace(
+        b"Subject:", f"X-Test-Kill: {marker}\r\nSubject:".encode(), 1)
+    eml = tmp_path / "killer.eml"
+    eml.write_bytes(raw)
+    assert main(["ingest", "--no-process", "--config", str(path), "--mailbox", "support",
+                 str(eml)]) == 0
+    return path, make_engine(load_settings(path).database)
+
+
+def _start(path: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "KILL_ONCE_FLAG": str(tmp_path / "killed.flag"),
+           "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "support" / "crashing_daemon.py"),
+         "run", "--config", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_killed_mid_message_then_processed_exactly_once(tmp_path: Path, db_url: str) -> None:
+    """SIGKILL during the first attempt; after a restart the message is processed once."""
+    path, engine = _setup(tmp_path, db_url, "once", max_attempts=5)
+    try:
+        first = _start(path, tmp_path)
+        assert first.wait(timeout=60) == -signal.SIGKILL
+        assert inbound_rows(engine)[0].status == "pending"
+        assert inbound_rows(engine)[0].attempts == 1
+        second = _start(path, tmp_path)
+        try:
+            row = wait_for(lambda: (r := inbound_rows(engine)[0]).status != "pending" and r,
+                           timeout=30, what="processed after restart")
+        finally:
+            _stop(second)
+        assert row.status == "processed"
+        assert row.attempts == 2
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM tickets")).scalar_one() == 1
+            assert conn.execute(sa.text("SELECT count(*) FROM actions")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_message_that_always_kills_is_quarantined(tmp_path: Path, db_url: str) -> None:
+    """A message that kills the worker every time ends quarantined after max_attempts."""
+    path, engine = _setup(tmp_path, db_url, "always", max_attempts=3)
+    try:
+        for attempt in range(1, 4):
+            proc = _start(path, tmp_path)
+            assert proc.wait(timeout=60) == -signal.SIGKILL, f"attempt {attempt}"
+            assert inbound_rows(engine)[0].attempts == attempt
+        survivor = _start(path, tmp_path)
+        try:
+            row = wait_for(lambda: (r := inbound_rows(engine)[0]).status == "quarantined" and r,
+                           timeout=30, what="quarantine")
+            assert survivor.poll() is None, "the worker must survive the poison message now"
+        finally:
+            _stop(survivor)
+        assert row.reason == "attempts: worker stopped during processing"
+        assert row.attempts == 3
+    finally:
+        engine.dispose()
