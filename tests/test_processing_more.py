@@ -1,0 +1,103 @@
+"""Processing details: the no_user policy, racing duplicates, parser defects."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ingestd import tickets
+from ingestd.cli.main import main
+from ingestd.config import load_settings
+from ingestd.db.engine import make_engine
+from ingestd.worker import Worker
+from tests.conftest import FIXTURES, inbound_rows, write_config
+from tests.processing_env import import_directory, processing_config
+
+
+def _prepared(tmp_path: Path, db_url: str, *names: str, **config_extra: Any) -> Path:
+    config = processing_config(db_url)
+    config.update(config_extra)
+    path = write_config(tmp_path, config)
+    import_directory(path)
+    paths = [str(FIXTURES / n) for n in names]
+    assert main(["ingest", "--no-process", "--config", str(path), "--mailbox", "support",
+                 *paths]) == 0
+    return path
+
+
+def test_no_user_policy_records_unknown_sender(tmp_path: Path, db_url: str) -> None:
+    """unknown_senders.action no_user: sender_kind unknown and no user is created."""
+    path = _prepared(tmp_path, db_url, "from-unknown.eml",
+                     unknown_senders={"action": "no_user"})
+    settings = load_settings(path)
+    engine = make_engine(settings.database)
+    try:
+        with engine.connect() as conn:
+            users_before = conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one()
+        _row_id, outcome = Worker(engine, settings, "w").run_once()  # type: ignore[misc]
+        assert outcome.result == "ticket_created"
+        with engine.connect() as conn:
+            ticket = tickets.show_ticket(conn, outcome.ticket_id)  # type: ignore[arg-type]
+            users_after = conn.execute(sa.text("SELECT count(*) FROM users")).scalar_one()
+        assert ticket["user_email"] is None and ticket["client"] is None
+        assert ticket["actions"][0]["sender_kind"] == "unknown"
+        assert ticket["actions"][0]["user_created"] is False
+        assert users_after == users_before
+    finally:
+        engine.dispose()
+
+
+def test_racing_duplicates_make_one_ticket(tmp_path: Path, db_url: str) -> None:
+    """Two workers processing the same message at once: one ticket, one duplicate."""
+    path = _prepared(tmp_path, db_url, "new-ticket.eml", "new-ticket-resent.eml")
+    settings = load_settings(path)
+    engine = make_engine(settings.database)
+    try:
+        workers = [Worker(engine, settings, f"w{i}") for i in range(2)]
+        claims = [w.claim() for w in workers]
+        assert all(claims)
+        barrier = threading.Barrier(2)
+        results: list[Any] = []
+
+        def run(worker: Worker, claim: Any) -> None:
+            barrier.wait()
+            results.append(worker.process(claim))
+
+        threads = [threading.Thread(target=run, args=(w, c)) for w, c in zip(workers, claims,
+                                                                               strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(r.result for r in results) == ["duplicate", "ticket_created"]
+        rows = inbound_rows(engine)
+        winner = next(r for r in rows if r.status == "processed")
+        loser = next(r for r in rows if r.status == "duplicate")
+        assert loser.duplicate_of == winner.id
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM tickets")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_parser_defects_are_recorded(tmp_path: Path, db_url: str) -> None:
+    """Defects the parser finds are stored on the inbound row; the message is still processed."""
+    broken = tmp_path / "broken.eml"
+    broken.write_bytes(
+        b"From: alice@acme.example\r\nSubject: no closing boundary\r\n"
+        b"Message-ID: <defect-1@acme.example>\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n"
+        b"--zz\r\nContent-Type: text/plain\r\n\r\nbody without end\r\n"
+    )
+    path = write_config(tmp_path, processing_config(db_url))
+    assert main(["ingest", "--config", str(path), "--mailbox", "support", str(broken)]) == 0
+    engine = make_engine(load_settings(path).database)
+    try:
+        row = inbound_rows(engine)[0]
+    finally:
+        engine.dispose()
+    assert row.status == "processed"
+    assert row.defects and any("Boundary" in d for d in row.defects)
