@@ -63,3 +63,5 @@ def configure_logging(settings: LoggingSettings, to_stderr: bool = False) -> Non
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # mail-parser warns on every content type it does not render; noise, not news.
+    logging.getLogger("mailparser").setLevel(logging.ERROR)

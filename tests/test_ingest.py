@@ -166,3 +166,23 @@ def test_pipe_exit_codes_for_an_mta(tmp_path: Path) -> None:
     assert locked.returncode == 75, locked.stderr
     assert b"database" in locked.stderr
     assert len(rows_of(path)) == 1
+
+
+def test_odd_first_lines_are_taken_as_mail(config_file: Path, tmp_path: Path) -> None:
+    """Real mail behind a dateless 'From ' line, blank padding, or old Mac CR endings is taken."""
+    cases = {
+        "dateless.eml": b"From someone@example.net\nFrom: a@b.example\nSubject: one\n\nx\n",
+        "padded.eml": b"   \r\n\r\nFrom: a@b.example\r\nSubject: two\r\n\r\nx\r\n",
+        "mac.eml": b"From MAILER-DAEMON  Sun Sep  7 21:40:07 2008\rFrom: a@b.example\r"
+                   b"Subject: three\r\rx\r",
+        "thunderbird.mbox": b"From - \nFrom: a@b.example\nSubject: four\n\nx\n\n"
+                            b"From - \nFrom: c@d.example\nSubject: five\n\ny\n",
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    assert ingest(config_file, *(str(tmp_path / n) for n in cases)) == 0
+    rows = rows_of(config_file)
+    assert [r.subject for r in rows] == ["one", "two", "three", "four", "five"]
+    assert bytes(rows[0].raw).startswith(b"From: a@b.example\n")
+    assert bytes(rows[1].raw).startswith(b"From: a@b.example\r\n")
+    assert bytes(rows[3].raw) == b"From: a@b.example\nSubject: four\n\nx\n"

@@ -228,3 +228,12 @@ def _with_message_id(fixture: str, message_id: str) -> bytes:
     from tests.conftest import FIXTURES
     data = (FIXTURES / fixture).read_bytes()
     return data.replace(b"<tag-body@acme.example>", message_id.encode())
+
+
+def test_mail_parser_failure_falls_back_to_the_stdlib_tree(env: Any) -> None:
+    """A structure mail-parser crashes on is still read (stdlib fallback), defect recorded."""
+    row = env.deliver("reused-boundary-unclosed.eml")
+    assert row.status == "processed"
+    assert "mail-parser failed: AttributeError" in row.defects
+    action = env.ticket(row.ticket_id)["actions"][0]
+    assert action["body_text"].strip() == "The printer is still broken."

@@ -7,7 +7,7 @@ UTF-8 byte-order mark is removed, since it belongs to the file, not the mail.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +18,11 @@ BOM = b"\xef\xbb\xbf"
 # the asctime date is what tells it apart from a body line starting "From ".
 _ENVELOPE = re.compile(
     rb"From \S+ +(?:[A-Z][a-z]{2} ){2} ?\d{1,2} \d{1,2}:\d{2}(?::\d{2})?"
-    rb"(?: +[A-Za-z+\-0-9]+)? +\d{4}(?: +[A-Za-z+\-0-9]+)?[ \t]*\r?$"
+    rb"(?: +[A-Za-z+\-0-9]+)? +\d{4}(?:[ \t].*)?\r?$"
 )
+# Any other "From " line at the very top (no date, another date format):
+# an envelope line some tool wrote, not a header ("From:" / "From  :").
+_LOOSE_ENVELOPE = re.compile(rb"From (?![ \t]*:)(\S*)")
 # A header field: printable ASCII name without space or colon, then a colon.
 _HEADER_FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
 
@@ -44,19 +47,42 @@ def is_envelope_line(line: bytes) -> bool:
     return _ENVELOPE.match(line) is not None
 
 
+def first_line(data: bytes) -> bytes:
+    """The first line, whatever the line ending (LF, CRLF, or old Mac CR)."""
+    lines = data[:4096].splitlines()
+    return lines[0] if lines else b""
+
+
 def looks_like_mail(raw: bytes) -> bool:
     """True when ``raw`` starts with a header block (at least one header field)."""
-    first = raw.split(b"\n", 1)[0]
-    return _HEADER_FIELD.match(first) is not None
+    return _HEADER_FIELD.match(first_line(raw)) is not None
+
+
+def _strip_leading_blank_lines(data: bytes) -> bytes:
+    # Some tools pad a saved message with blank or space-only lines; they are
+    # not part of the message, and a parser would read the headers as body.
+    stripped = data.lstrip(b" \t\r\n")
+    if stripped is data or not stripped:
+        return data
+    return data[len(data) - len(stripped):]
 
 
 def split_input(origin: str, data: bytes) -> Iterator[FileMessage | Refusal]:
     """The messages in one file's bytes, and a ``Refusal`` for what is not mail."""
     if data.startswith(BOM):
         data = data[len(BOM):]
-    first_line = data.split(b"\n", 1)[0]
-    if is_envelope_line(first_line):
-        yield from _split_mbox(origin, data)
+    data = _strip_leading_blank_lines(data)
+    first = first_line(data)
+    if is_envelope_line(first):
+        yield from _split_mbox(origin, data, _ENVELOPE.match)
+        return
+    loose = _LOOSE_ENVELOPE.match(first)
+    if loose is not None:
+        # Split only at lines written the same way as the first (e.g. "From - ").
+        token = re.escape(loose.group(1))
+        same_shape = re.compile(rb"From " + token + rb"(?:\s|$)")
+        yield from _split_mbox(origin, data,
+                               lambda line: _ENVELOPE.match(line) or same_shape.match(line))
         return
     if not looks_like_mail(data):
         yield Refusal(origin, _not_mail_reason(data))
@@ -67,11 +93,13 @@ def split_input(origin: str, data: bytes) -> Iterator[FileMessage | Refusal]:
 def _not_mail_reason(data: bytes) -> str:
     if not data.strip():
         return "empty input"
-    first = data.split(b"\n", 1)[0][:60].decode("utf-8", "replace").rstrip("\r")
+    first = first_line(data)[:60].decode("utf-8", "replace")
     return f"no header block: first line is {first!r}"
 
 
-def _split_mbox(origin: str, data: bytes) -> Iterator[FileMessage | Refusal]:
+def _split_mbox(
+    origin: str, data: bytes, is_separator: Callable[[bytes], object]
+) -> Iterator[FileMessage | Refusal]:
     """Split at envelope lines that start the file or follow a blank line.
 
     A body line starting with "From " (no asctime date, or not after a blank
@@ -84,15 +112,15 @@ def _split_mbox(origin: str, data: bytes) -> Iterator[FileMessage | Refusal]:
     starts: list[int] = []
     previous_blank = True
     for index, line in enumerate(lines):
-        if previous_blank and is_envelope_line(line.rstrip(b"\n")):
+        if previous_blank and is_separator(line.rstrip(b"\r\n")):
             starts.append(index)
-        previous_blank = line in (b"\n", b"\r\n")
+        previous_blank = line in (b"\n", b"\r\n", b"\r")
     for number, start in enumerate(starts, 1):
         end = starts[number] if number < len(starts) else len(lines)
         body = lines[start + 1 : end]
-        if number < len(starts) and body and body[-1] in (b"\n", b"\r\n"):
+        if number < len(starts) and body and body[-1] in (b"\n", b"\r\n", b"\r"):
             body = body[:-1]
-        raw = b"".join(body)
+        raw = _strip_leading_blank_lines(b"".join(body))
         name = f"{origin}#{number}"
         if looks_like_mail(raw):
             yield FileMessage(name, raw)

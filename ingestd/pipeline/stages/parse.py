@@ -17,7 +17,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
-from email.utils import parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
 import inscriptis
@@ -44,10 +44,60 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
         raise LimitExceeded("depth") from exc
     parts = _check_shape(tree, limits)
     try:
-        parsed = mailparser.MailParser(tree)
+        parsed: Any = mailparser.MailParser(tree)
     except RecursionError as exc:
         raise LimitExceeded("depth") from exc
+    except Exception as exc:
+        # mail-parser trips over some malformed structures the stdlib tree
+        # holds fine; read the fields from the tree ourselves rather than
+        # quarantine a message that is readable.
+        parsed = _StdlibFields(tree, f"mail-parser failed: {type(exc).__name__}")
     return _build(tree, parsed, parts)
+
+
+class _StdlibFields:
+    """The fields ``_build`` reads from mail-parser, taken from the stdlib tree instead."""
+
+    def __init__(self, tree: Message, defect: str) -> None:
+        self.defects_categories = [defect, *(type(d).__name__ for d in tree.defects)]
+        self.subject = _decoded_header(tree.get("Subject"))
+        self.from_ = _addresses(tree.get_all("From") or ())
+        self.to = _addresses(tree.get_all("To") or ())
+        self.cc = _addresses(tree.get_all("Cc") or ())
+        self.text_plain: list[str] = []
+        self.text_html: list[str] = []
+        for part in tree.walk():
+            if part.is_multipart() or _is_attachment(part):
+                continue
+            kind = part.get_content_type()
+            if kind in ("text/plain", "text/html"):
+                target = self.text_plain if kind == "text/plain" else self.text_html
+                target.append(_part_text(part))
+
+
+def _decoded_header(value: object) -> str:
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except Exception:
+        return str(value)
+
+
+def _addresses(values: Any) -> list[tuple[str, str]]:
+    return [(_decoded_header(name), address)
+            for name, address in getaddresses([str(v) for v in values])]
+
+
+def _part_text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, "replace")
+    except LookupError:
+        return payload.decode("utf-8", "replace")
 
 
 def _check_shape(tree: Message, limits: ProcessingLimits) -> list[Message]:
