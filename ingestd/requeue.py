@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ingestd.db.models import InboundMessage
+from ingestd.db.tables import INBOUND
 from ingestd.errors import NotFound, PermanentError
-
-_T = InboundMessage.__table__  # type: ignore[attr-defined]
 
 _FRESH = {"status": "pending", "attempts": 0, "last_error": None, "reason": None,
           "claimed_by": None, "claimed_until": None, "processed_at": None}
@@ -15,14 +13,14 @@ _FRESH = {"status": "pending", "attempts": 0, "last_error": None, "reason": None
 
 def retry_quarantined(conn: sa.Connection, message_id: int | None) -> list[int]:
     """Quarantined → pending with attempts reset; ``None`` means all of them."""
-    query = sa.select(_T.c.id).where(_T.c.status == "quarantined")
+    query = sa.select(INBOUND.c.id).where(INBOUND.c.status == "quarantined")
     if message_id is not None:
-        query = query.where(_T.c.id == message_id)
+        query = query.where(INBOUND.c.id == message_id)
     ids = [int(i) for i in conn.execute(query).scalars()]
     if message_id is not None and not ids:
         raise NotFound(f"message {message_id} is not quarantined")
     if ids:
-        conn.execute(sa.update(_T).where(_T.c.id.in_(ids)).values(**_FRESH))
+        conn.execute(sa.update(INBOUND).where(INBOUND.c.id.in_(ids)).values(**_FRESH))
     return ids
 
 
@@ -32,7 +30,7 @@ def reprocess(conn: sa.Connection, message_id: int) -> str:
     A duplicate is processed as if it were first (dedupe is skipped for it):
     the operator decided it is not the same message after all.
     """
-    status = conn.execute(sa.select(_T.c.status).where(_T.c.id == message_id)).scalar()
+    status = conn.execute(sa.select(INBOUND.c.status).where(INBOUND.c.id == message_id)).scalar()
     if status is None:
         raise NotFound(f"no inbound message with id {message_id}")
     if status not in ("duplicate", "ignored", "quarantined"):
@@ -40,6 +38,6 @@ def reprocess(conn: sa.Connection, message_id: int) -> str:
             f"message {message_id} is {status}; only duplicate, ignored or quarantined "
             "messages can be reprocessed"
         )
-    conn.execute(sa.update(_T).where(_T.c.id == message_id).values(
+    conn.execute(sa.update(INBOUND).where(INBOUND.c.id == message_id).values(
         **_FRESH, skip_dedupe=status == "duplicate", duplicate_of=None))
     return str(status)

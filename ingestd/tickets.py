@@ -9,16 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ingestd.db.models import Action, Agent, Attachment, Client, Site, Ticket, User, utcnow
+from ingestd.db.models import utcnow
+from ingestd.db.tables import ACTIONS, AGENTS, ATTACHMENTS, CLIENTS, SITES, TICKETS, USERS
 from ingestd.errors import NotFound
-
-_TICKETS = Ticket.__table__  # type: ignore[attr-defined]
-_ACTIONS = Action.__table__  # type: ignore[attr-defined]
-_ATTACHMENTS = Attachment.__table__  # type: ignore[attr-defined]
-_USERS = User.__table__  # type: ignore[attr-defined]
-_CLIENTS = Client.__table__  # type: ignore[attr-defined]
-_SITES = Site.__table__  # type: ignore[attr-defined]
-_AGENTS = Agent.__table__  # type: ignore[attr-defined]
 
 TICKET_STATUSES = ("open", "closed")
 
@@ -30,13 +23,13 @@ def _iso(value: Any) -> str | None:
 def _ticket_query() -> sa.Select[Any]:
     return (
         sa.select(
-            _TICKETS, _USERS.c.email.label("user_email"), _CLIENTS.c.name.label("client_name"),
-            _SITES.c.name.label("site_name"), _AGENTS.c.email.label("agent_email"),
+            TICKETS, USERS.c.email.label("user_email"), CLIENTS.c.name.label("client_name"),
+            SITES.c.name.label("site_name"), AGENTS.c.email.label("agent_email"),
         )
-        .outerjoin(_USERS, _USERS.c.id == _TICKETS.c.user_id)
-        .outerjoin(_CLIENTS, _CLIENTS.c.id == _TICKETS.c.client_id)
-        .outerjoin(_SITES, _SITES.c.id == _TICKETS.c.site_id)
-        .outerjoin(_AGENTS, _AGENTS.c.id == _TICKETS.c.agent_id)
+        .outerjoin(USERS, USERS.c.id == TICKETS.c.user_id)
+        .outerjoin(CLIENTS, CLIENTS.c.id == TICKETS.c.client_id)
+        .outerjoin(SITES, SITES.c.id == TICKETS.c.site_id)
+        .outerjoin(AGENTS, AGENTS.c.id == TICKETS.c.agent_id)
     )
 
 
@@ -51,27 +44,27 @@ def _ticket_record(row: Any) -> dict[str, Any]:
 
 def list_tickets(conn: sa.Connection, status: str | None = None,
                  mailbox: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    query = _ticket_query().order_by(_TICKETS.c.id.desc()).limit(limit)
+    query = _ticket_query().order_by(TICKETS.c.id.desc()).limit(limit)
     if status:
-        query = query.where(_TICKETS.c.status == status)
+        query = query.where(TICKETS.c.status == status)
     if mailbox:
-        query = query.where(_TICKETS.c.mailbox == mailbox)
+        query = query.where(TICKETS.c.mailbox == mailbox)
     return [_ticket_record(row) for row in conn.execute(query)]
 
 
 def show_ticket(conn: sa.Connection, ticket_id: int) -> dict[str, Any]:
-    row = conn.execute(_ticket_query().where(_TICKETS.c.id == ticket_id)).first()
+    row = conn.execute(_ticket_query().where(TICKETS.c.id == ticket_id)).first()
     if row is None:
         raise NotFound(f"no ticket with id {ticket_id}")
     record = _ticket_record(row)
     actions = conn.execute(
-        sa.select(_ACTIONS).where(_ACTIONS.c.ticket_id == ticket_id).order_by(_ACTIONS.c.id)
+        sa.select(ACTIONS).where(ACTIONS.c.ticket_id == ticket_id).order_by(ACTIONS.c.id)
     ).all()
     files = conn.execute(
-        sa.select(_ATTACHMENTS.c.id, _ATTACHMENTS.c.action_id, _ATTACHMENTS.c.filename,
-                  _ATTACHMENTS.c.content_type, _ATTACHMENTS.c.size, _ATTACHMENTS.c.sha256)
-        .where(_ATTACHMENTS.c.action_id.in_([a.id for a in actions]))
-        .order_by(_ATTACHMENTS.c.id)
+        sa.select(ATTACHMENTS.c.id, ATTACHMENTS.c.action_id, ATTACHMENTS.c.filename,
+                  ATTACHMENTS.c.content_type, ATTACHMENTS.c.size, ATTACHMENTS.c.sha256)
+        .where(ATTACHMENTS.c.action_id.in_([a.id for a in actions]))
+        .order_by(ATTACHMENTS.c.id)
     ).all()
     record["actions"] = [
         {
@@ -92,7 +85,7 @@ def show_ticket(conn: sa.Connection, ticket_id: int) -> dict[str, Any]:
 
 def set_status(conn: sa.Connection, ticket_id: int, status: str) -> None:
     result = conn.execute(
-        sa.update(_TICKETS).where(_TICKETS.c.id == ticket_id)
+        sa.update(TICKETS).where(TICKETS.c.id == ticket_id)
         .values(status=status, updated_at=utcnow())
     )
     if result.rowcount != 1:
@@ -107,20 +100,20 @@ def normalise_message_id(value: str) -> str:
 def add_outgoing(conn: sa.Connection, ticket_id: int, message_id: str, to: str,
                  subject: str | None) -> int:
     """Record mail the helpdesk sent, so replies naming its Message-ID find the ticket."""
-    if conn.execute(sa.select(_TICKETS.c.id).where(_TICKETS.c.id == ticket_id)).first() is None:
+    if conn.execute(sa.select(TICKETS.c.id).where(TICKETS.c.id == ticket_id)).first() is None:
         raise NotFound(f"no ticket with id {ticket_id}")
     return int(conn.execute(
-        sa.insert(_ACTIONS).values(
+        sa.insert(ACTIONS).values(
             ticket_id=ticket_id, kind="outgoing", sender_kind="agent", user_created=False,
             to_address=to, subject=subject, message_id=normalise_message_id(message_id),
             created_at=utcnow(),
-        ).returning(_ACTIONS.c.id)
+        ).returning(ACTIONS.c.id)
     ).scalar_one())
 
 
 def attachment_content(conn: sa.Connection, attachment_id: int) -> bytes:
     content = conn.execute(
-        sa.select(_ATTACHMENTS.c.content).where(_ATTACHMENTS.c.id == attachment_id)
+        sa.select(ATTACHMENTS.c.content).where(ATTACHMENTS.c.id == attachment_id)
     ).scalar()
     if content is None:
         raise NotFound(f"no attachment with id {attachment_id}")

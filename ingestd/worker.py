@@ -31,14 +31,14 @@ from tenacity import (
 
 from ingestd.config.settings import IngestdSettings
 from ingestd.db.engine import read_only
-from ingestd.db.models import InboundMessage, utcnow
+from ingestd.db.models import utcnow
+from ingestd.db.tables import INBOUND
 from ingestd.errors import LimitExceeded, StorageUnavailable, TemporaryError
 from ingestd.pipeline.context import MessageContext, Outcome
 from ingestd.pipeline.order import DECIDE, PREPARE
 
 log = structlog.get_logger("ingestd.worker")
 T = TypeVar("T")
-_T = InboundMessage.__table__  # type: ignore[attr-defined]
 
 # Database errors that say nothing about the message: retry, never its fault.
 _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.IntegrityError,
@@ -82,14 +82,14 @@ class Worker:
             now = self._clock()
             with self._engine.begin() as conn:
                 query = (
-                    sa.select(_T.c.id, _T.c.attempts, _T.c.last_error)
-                    .where(_T.c.status == "pending")
-                    .where(sa.or_(_T.c.claimed_until.is_(None), _T.c.claimed_until < now))
-                    .order_by(_T.c.id)
+                    sa.select(INBOUND.c.id, INBOUND.c.attempts, INBOUND.c.last_error)
+                    .where(INBOUND.c.status == "pending")
+                    .where(sa.or_(INBOUND.c.claimed_until.is_(None), INBOUND.c.claimed_until < now))
+                    .order_by(INBOUND.c.id)
                     .limit(1)
                 )
                 if only_ids is not None:
-                    query = query.where(_T.c.id.in_(list(only_ids)))
+                    query = query.where(INBOUND.c.id.in_(list(only_ids)))
                 if self._postgres:
                     query = query.with_for_update(skip_locked=True)
                 row = conn.execute(query).first()
@@ -103,10 +103,10 @@ class Worker:
                                 reason=f"attempts: {last}")
                     continue
                 conn.execute(
-                    sa.update(_T).where(_T.c.id == row.id).values(
+                    sa.update(INBOUND).where(INBOUND.c.id == row.id).values(
                         claimed_by=self.identity,
                         claimed_until=now + timedelta(seconds=self._processing.lease_seconds),
-                        attempts=_T.c.attempts + 1,
+                        attempts=INBOUND.c.attempts + 1,
                     )
                 )
                 return Claim(row.id, row.attempts + 1)
@@ -153,8 +153,9 @@ class Worker:
     def _context(self, claim: Claim) -> MessageContext:
         with read_only(self._engine) as conn:
             row = conn.execute(
-                sa.select(_T.c.raw, _T.c.mailbox, _T.c.source_key, _T.c.skip_dedupe)
-                .where(_T.c.id == claim.id)
+                sa.select(INBOUND.c.raw, INBOUND.c.mailbox, INBOUND.c.source_key,
+                          INBOUND.c.skip_dedupe)
+                .where(INBOUND.c.id == claim.id)
             ).one()
         mailbox = self._settings.mailbox(row.mailbox)
         if mailbox is None:
@@ -215,9 +216,9 @@ class Worker:
             values["stage_timings"] = dict(ctx.timings)
             if ctx.parsed is not None:
                 values["defects"] = list(ctx.parsed.defects) or None
-        query = sa.update(_T).where(_T.c.id == row_id)
+        query = sa.update(INBOUND).where(INBOUND.c.id == row_id)
         if guard:
-            query = query.where(_T.c.claimed_by == self.identity)
+            query = query.where(INBOUND.c.claimed_by == self.identity)
         if conn.execute(query.values(**values)).rowcount != 1:
             raise LeaseLost(f"message {row_id} was taken over by another worker")
 
@@ -229,13 +230,13 @@ class Worker:
     def _release(self, claim: Claim, *, give_back_attempt: bool, error: str | None) -> None:
         values: dict[str, object] = {"claimed_by": None, "claimed_until": None}
         if give_back_attempt:
-            values["attempts"] = _T.c.attempts - 1
+            values["attempts"] = INBOUND.c.attempts - 1
         if error is not None:
             values["last_error"] = error[:2000]
         try:
             with self._engine.begin() as conn:
-                conn.execute(sa.update(_T).where(_T.c.id == claim.id,
-                                                 _T.c.claimed_by == self.identity).values(**values))
+                mine = (INBOUND.c.id == claim.id) & (INBOUND.c.claimed_by == self.identity)
+                conn.execute(sa.update(INBOUND).where(mine).values(**values))
         except sa.exc.SQLAlchemyError:
             # The database is away; the lease expires by itself.
             pass

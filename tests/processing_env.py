@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from ingestd import tickets
 from ingestd.cli.main import main
-from ingestd.db.models import InboundMessage
+from ingestd.db.tables import INBOUND
 from tests.conftest import FIXTURES, base_config
 from tests.support.waiting import wait_for
 
@@ -30,7 +30,6 @@ DIRECTORY = {
     ],
 }
 
-_T = InboundMessage.__table__  # type: ignore[attr-defined]
 
 
 def processing_config(db_url: str, **processing: Any) -> dict[str, Any]:
@@ -77,12 +76,13 @@ class ProcessingEnv:
 
     def _max_id(self) -> int:
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(_T.c.id), 0)))
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(INBOUND.c.id), 0)))
                        .scalar_one())
 
     def _done_after(self, before: int) -> Any:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(_T).where(_T.c.id > before).order_by(_T.c.id)).first()
+            query = sa.select(INBOUND).where(INBOUND.c.id > before).order_by(INBOUND.c.id)
+            row = conn.execute(query).first()
         return row if row is not None and row.status != "pending" else None
 
     def ticket(self, ticket_id: int) -> dict[str, Any]:

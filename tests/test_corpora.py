@@ -13,12 +13,11 @@ import sqlalchemy as sa
 from ingestd.cli.main import main
 from ingestd.config import load_settings
 from ingestd.db.engine import make_engine
-from ingestd.db.models import InboundMessage
+from ingestd.db.tables import INBOUND
 from tests.conftest import write_config
 from tests.corpora import manifest, require_corpora
 from tests.processing_env import processing_config
 
-_T = InboundMessage.__table__  # type: ignore[attr-defined]
 FINAL = {"processed", "duplicate", "quarantined", "ignored"}
 
 
@@ -57,7 +56,7 @@ def test_every_corpus_message_is_accounted_for(tmp_path: Path) -> None:
     engine = make_engine(load_settings(path).database)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.select(_T.c.id, _T.c.status, _T.c.reason)).all()
+            rows = conn.execute(sa.select(INBOUND.c.id, INBOUND.c.status, INBOUND.c.reason)).all()
     finally:
         engine.dispose()
     stuck = [r for r in rows if r.status not in FINAL]

@@ -11,11 +11,9 @@ import sqlalchemy as sa
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
 from ingestd.db.engine import read_only
-from ingestd.db.models import InboundMessage
+from ingestd.db.tables import INBOUND
 from ingestd.errors import PermanentError
 from ingestd.requeue import reprocess
-
-_T = InboundMessage.__table__  # type: ignore[attr-defined]
 
 # The contract of `messages list/show --json`.
 LOG_COLUMNS = (
@@ -61,12 +59,12 @@ def _record(row: Any) -> dict[str, Any]:
 
 def list_messages(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    columns = [_T.c[name] for name in (*LOG_COLUMNS, "also_mailboxes", "size")]
-    query = sa.select(*columns).order_by(_T.c.id.desc()).limit(max(args.limit, 0))
+    columns = [INBOUND.c[name] for name in (*LOG_COLUMNS, "also_mailboxes", "size")]
+    query = sa.select(*columns).order_by(INBOUND.c.id.desc()).limit(max(args.limit, 0))
     if args.status:
-        query = query.where(_T.c.status == args.status)
+        query = query.where(INBOUND.c.status == args.status)
     if args.mailbox:
-        query = query.where(_T.c.mailbox == args.mailbox)
+        query = query.where(INBOUND.c.mailbox == args.mailbox)
     with database(settings) as engine, read_only(engine) as conn:
         records = [_record(row) for row in conn.execute(query)]
     if args.json:
@@ -84,7 +82,7 @@ def list_messages(args: argparse.Namespace) -> int:
 def show_message(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with database(settings) as engine, read_only(engine) as conn:
-        row = conn.execute(sa.select(_T).where(_T.c.id == args.id)).first()
+        row = conn.execute(sa.select(INBOUND).where(INBOUND.c.id == args.id)).first()
     if row is None:
         raise CommandFailed(exits.DATAERR, f"no inbound message with id {args.id}")
     if args.raw:

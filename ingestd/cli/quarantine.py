@@ -10,11 +10,9 @@ from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
 from ingestd.cli.messages import LOG_COLUMNS, _record
 from ingestd.db.engine import read_only
-from ingestd.db.models import InboundMessage
+from ingestd.db.tables import INBOUND
 from ingestd.errors import NotFound
 from ingestd.requeue import retry_quarantined
-
-_T = InboundMessage.__table__  # type: ignore[attr-defined]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,10 +31,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def list_quarantine(args: argparse.Namespace) -> int:
-    columns = [_T.c[name] for name in (*LOG_COLUMNS, "also_mailboxes", "size")]
+    columns = [INBOUND.c[name] for name in (*LOG_COLUMNS, "also_mailboxes", "size")]
     with database(settings_from(args)) as engine, read_only(engine) as conn:
         records = [_record(row) for row in conn.execute(
-            sa.select(*columns).where(_T.c.status == "quarantined").order_by(_T.c.id))]
+            sa.select(*columns).where(INBOUND.c.status == "quarantined").order_by(INBOUND.c.id))]
     if args.json:
         print_json(records)
     else:

@@ -15,7 +15,7 @@ import yaml
 from sqlalchemy.engine import Connection, Engine
 
 from ingestd.db.engine import is_postgres, read_only
-from ingestd.directory.sync import (
+from ingestd.db.tables import (
     AGENTS,
     CLIENT_DOMAINS,
     CLIENTS,

@@ -16,15 +16,15 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
-from ingestd.db.models import (
-    Agent,
-    Client,
-    ClientDomain,
-    Site,
-    Supplier,
-    SupplierAddress,
-    User,
-    utcnow,
+from ingestd.db.models import utcnow
+from ingestd.db.tables import (
+    AGENTS,
+    CLIENT_DOMAINS,
+    CLIENTS,
+    SITES,
+    SUPPLIER_ADDRESSES,
+    SUPPLIERS,
+    USERS,
 )
 from ingestd.directory.document import (
     AgentEntry,
@@ -35,14 +35,6 @@ from ingestd.directory.document import (
     UserEntry,
 )
 from ingestd.errors import StorageUnavailable
-
-CLIENTS = Client.__table__  # type: ignore[attr-defined]
-CLIENT_DOMAINS = ClientDomain.__table__  # type: ignore[attr-defined]
-SITES = Site.__table__  # type: ignore[attr-defined]
-USERS = User.__table__  # type: ignore[attr-defined]
-AGENTS = Agent.__table__  # type: ignore[attr-defined]
-SUPPLIERS = Supplier.__table__  # type: ignore[attr-defined]
-SUPPLIER_ADDRESSES = SupplierAddress.__table__  # type: ignore[attr-defined]
 
 # The kinds the summary counts, in the order it prints them.
 KINDS = ("clients", "sites", "users", "agents", "suppliers")

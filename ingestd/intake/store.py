@@ -20,13 +20,13 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Engine
 
-from ingestd.db.models import InboundMessage, utcnow
+from ingestd.db.models import utcnow
+from ingestd.db.tables import INBOUND
 from ingestd.errors import StorageUnavailable
 from ingestd.intake.headers import summary_headers
 
 log = structlog.get_logger("ingestd.intake")
 
-_TABLE = InboundMessage.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def store_messages(engine: Engine, messages: Sequence[NewMessage]) -> list[int]:
     try:
         with engine.begin() as conn:
             result = conn.execute(
-                sa.insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True), rows
+                sa.insert(INBOUND).returning(INBOUND.c.id, sort_by_parameter_order=True), rows
             )
             ids = [row[0] for row in result]
     except sa.exc.SQLAlchemyError as exc:

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ingestd.db.models import Action, Attachment, Ticket
+from ingestd.db.tables import ACTIONS, ATTACHMENTS, TICKETS
 from ingestd.pipeline.context import MessageContext, Outcome
 from ingestd.pipeline.summary import clean_summary
-
-_TICKETS = Ticket.__table__  # type: ignore[attr-defined]
-_ACTIONS = Action.__table__  # type: ignore[attr-defined]
-_ATTACHMENTS = Attachment.__table__  # type: ignore[attr-defined]
 
 
 def apply_to_ticket(ctx: MessageContext) -> Outcome:
@@ -18,24 +14,24 @@ def apply_to_ticket(ctx: MessageContext) -> Outcome:
     assert sender is not None, "classify runs before apply"
     if ctx.ticket_id is None:
         ticket_id = ctx.db.execute(
-            sa.insert(_TICKETS).values(
+            sa.insert(TICKETS).values(
                 type=ctx.mailbox.ticket_type, status="open",
                 summary=clean_summary(ctx.message.subject, ctx.mailbox.ticket_id_tags)[:2000],
                 mailbox=ctx.mailbox.name, user_id=sender.user_id, client_id=sender.client_id,
                 site_id=sender.site_id, created_at=ctx.now, updated_at=ctx.now,
-            ).returning(_TICKETS.c.id)
+            ).returning(TICKETS.c.id)
         ).scalar_one()
         action_id = _add_action(ctx, ticket_id)
         reason = "; ".join(ctx.notes) or "new ticket"
         return Outcome("ticket_created", "processed", reason, ticket_id, action_id)
     status = ctx.db.execute(
-        sa.select(_TICKETS.c.status).where(_TICKETS.c.id == ctx.ticket_id)
+        sa.select(TICKETS.c.status).where(TICKETS.c.id == ctx.ticket_id)
     ).scalar_one()
     values: dict[str, object] = {"updated_at": ctx.now}
     if status == "closed":
         values["status"] = "open"
         ctx.notes.append("reopened closed ticket")
-    ctx.db.execute(sa.update(_TICKETS).where(_TICKETS.c.id == ctx.ticket_id).values(**values))
+    ctx.db.execute(sa.update(TICKETS).where(TICKETS.c.id == ctx.ticket_id).values(**values))
     action_id = _add_action(ctx, ctx.ticket_id)
     reason = "; ".join(ctx.notes) or f"action on #{ctx.ticket_id}"
     return Outcome("action_added", "processed", reason, ctx.ticket_id, action_id)
@@ -45,17 +41,17 @@ def _add_action(ctx: MessageContext, ticket_id: int) -> int:
     message, sender = ctx.message, ctx.sender
     assert sender is not None
     action_id = ctx.db.execute(
-        sa.insert(_ACTIONS).values(
+        sa.insert(ACTIONS).values(
             ticket_id=ticket_id, kind="email", sender_kind=sender.kind,
             user_created=sender.user_created, from_address=message.from_address,
             from_name=(message.from_name or "")[:255] or None,
             to_address=", ".join(message.to) or None, subject=message.subject,
             body_text=message.text, body_html=message.html, message_id=message.message_id,
             inbound_message_id=ctx.inbound_id, created_at=ctx.now,
-        ).returning(_ACTIONS.c.id)
+        ).returning(ACTIONS.c.id)
     ).scalar_one()
     if message.attachments:
-        ctx.db.execute(sa.insert(_ATTACHMENTS), [
+        ctx.db.execute(sa.insert(ATTACHMENTS), [
             {"action_id": action_id, "filename": a.filename, "content_type": a.content_type,
              "size": a.size, "sha256": a.sha256, "content": a.content}
             for a in message.attachments

@@ -11,15 +11,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ingestd.addresses import domain_of
-from ingestd.db.models import Agent, Client, ClientDomain, Site, SupplierAddress, User, utcnow
+from ingestd.db.models import utcnow
+from ingestd.db.tables import AGENTS, CLIENT_DOMAINS, CLIENTS, SITES, SUPPLIER_ADDRESSES, USERS
 from ingestd.pipeline.context import MessageContext, Outcome, Sender
-
-_AGENTS = Agent.__table__  # type: ignore[attr-defined]
-_USERS = User.__table__  # type: ignore[attr-defined]
-_SITES = Site.__table__  # type: ignore[attr-defined]
-_CLIENTS = Client.__table__  # type: ignore[attr-defined]
-_DOMAINS = ClientDomain.__table__  # type: ignore[attr-defined]
-_SUPPLIER_ADDRESSES = SupplierAddress.__table__  # type: ignore[attr-defined]
 
 
 def classify_sender(ctx: MessageContext) -> Outcome | None:
@@ -32,21 +26,21 @@ def classify_sender(ctx: MessageContext) -> Outcome | None:
 
 def _lookup(ctx: MessageContext, address: str) -> Sender | None:
     db = ctx.db
-    agent = db.execute(sa.select(_AGENTS.c.id).where(_AGENTS.c.email == address)).scalar()
+    agent = db.execute(sa.select(AGENTS.c.id).where(AGENTS.c.email == address)).scalar()
     if agent is not None:
         return Sender("agent", address, agent_id=agent)
     user = db.execute(
-        sa.select(_USERS.c.id, _USERS.c.site_id, _SITES.c.client_id)
-        .join(_SITES, _SITES.c.id == _USERS.c.site_id)
-        .where(_USERS.c.email == address)
+        sa.select(USERS.c.id, USERS.c.site_id, SITES.c.client_id)
+        .join(SITES, SITES.c.id == USERS.c.site_id)
+        .where(USERS.c.email == address)
     ).first()
     if user is not None:
         return Sender("user", address, user_id=user.id, site_id=user.site_id,
                       client_id=user.client_id)
     for kind, value in (("email", address), ("domain", domain_of(address))):
         supplier = db.execute(
-            sa.select(_SUPPLIER_ADDRESSES.c.supplier_id)
-            .where(_SUPPLIER_ADDRESSES.c.kind == kind, _SUPPLIER_ADDRESSES.c.value == value)
+            sa.select(SUPPLIER_ADDRESSES.c.supplier_id)
+            .where(SUPPLIER_ADDRESSES.c.kind == kind, SUPPLIER_ADDRESSES.c.value == value)
         ).scalar()
         if supplier is not None:
             return Sender("supplier", address, supplier_id=supplier)
@@ -60,10 +54,10 @@ def _unknown(ctx: MessageContext, address: str | None) -> Sender:
     client_id, site_id = _home_for(ctx, domain_of(address))
     name = ctx.message.from_name or address.split("@", 1)[0]
     user_id = ctx.db.execute(
-        sa.insert(_USERS).values(
+        sa.insert(USERS).values(
             site_id=site_id, name=name[:255], email=address, vip=False,
             created_by_ingestd=True, created_at=utcnow(),
-        ).returning(_USERS.c.id)
+        ).returning(USERS.c.id)
     ).scalar_one()
     return Sender("user", address, user_id=user_id, site_id=site_id, client_id=client_id,
                   user_created=True)
@@ -74,15 +68,15 @@ def _home_for(ctx: MessageContext, domain: str) -> tuple[int, int]:
     db = ctx.db
     policy = ctx.settings.unknown_senders
     client_id = db.execute(
-        sa.select(_DOMAINS.c.client_id).where(_DOMAINS.c.domain == domain)
+        sa.select(CLIENT_DOMAINS.c.client_id).where(CLIENT_DOMAINS.c.domain == domain)
     ).scalar()
     if client_id is None:
-        client_id = _get_or_create(db, _CLIENTS, {"name": policy.default_client}, {"vip": False})
+        client_id = _get_or_create(db, CLIENTS, {"name": policy.default_client}, {"vip": False})
     site_id = db.execute(
-        sa.select(_SITES.c.id).where(_SITES.c.client_id == client_id).order_by(_SITES.c.id)
+        sa.select(SITES.c.id).where(SITES.c.client_id == client_id).order_by(SITES.c.id)
     ).scalar()
     if site_id is None:
-        site_id = _get_or_create(db, _SITES, {"client_id": client_id,
+        site_id = _get_or_create(db, SITES, {"client_id": client_id,
                                                "name": policy.default_site}, {})
     return int(client_id), int(site_id)
 

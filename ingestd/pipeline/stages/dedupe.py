@@ -14,10 +14,8 @@ import hashlib
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ingestd.db.models import DedupeKey
+from ingestd.db.tables import DEDUPE_KEYS
 from ingestd.pipeline.context import MessageContext, Outcome
-
-_KEYS = DedupeKey.__table__  # type: ignore[attr-defined]
 
 
 def message_id_key(message_id: str, from_address: str) -> str:
@@ -38,7 +36,8 @@ def dedupe(ctx: MessageContext) -> Outcome | None:
         owner = _claim_key(ctx, key)
         if owner is not None:
             # Give back keys this message took, so they stay with the original.
-            ctx.db.execute(sa.delete(_KEYS).where(_KEYS.c.inbound_message_id == ctx.inbound_id))
+            mine = DEDUPE_KEYS.c.inbound_message_id == ctx.inbound_id
+            ctx.db.execute(sa.delete(DEDUPE_KEYS).where(mine))
             return Outcome(
                 result="duplicate", status="duplicate", duplicate_of=owner,
                 reason=f"duplicate of {owner} ({why})",
@@ -49,11 +48,11 @@ def dedupe(ctx: MessageContext) -> Outcome | None:
 def _claim_key(ctx: MessageContext, key: str) -> int | None:
     """Insert ``key`` for this message; return the owner's id if another has it."""
     dialect = postgresql if ctx.db.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(_KEYS).values(key=key, inbound_message_id=ctx.inbound_id)
+    insert = dialect.insert(DEDUPE_KEYS).values(key=key, inbound_message_id=ctx.inbound_id)
     result = ctx.db.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
     if result.rowcount == 1:
         return None
     owner = ctx.db.execute(
-        sa.select(_KEYS.c.inbound_message_id).where(_KEYS.c.key == key)
+        sa.select(DEDUPE_KEYS.c.inbound_message_id).where(DEDUPE_KEYS.c.key == key)
     ).scalar_one()
     return None if owner == ctx.inbound_id else int(owner)

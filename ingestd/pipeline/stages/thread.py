@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ingestd.db.models import Action, Ticket
+from ingestd.db.tables import ACTIONS, TICKETS
 from ingestd.pipeline.context import MessageContext, Outcome
-
-_TICKETS = Ticket.__table__  # type: ignore[attr-defined]
-_ACTIONS = Action.__table__  # type: ignore[attr-defined]
 
 
 def find_tagged_ticket(ctx: MessageContext) -> Outcome | None:
@@ -16,7 +13,7 @@ def find_tagged_ticket(ctx: MessageContext) -> Outcome | None:
     if ctx.tag is None:
         return None
     found = ctx.db.execute(
-        sa.select(_TICKETS.c.id).where(_TICKETS.c.id == ctx.tag.ticket_id)
+        sa.select(TICKETS.c.id).where(TICKETS.c.id == ctx.tag.ticket_id)
     ).scalar_one_or_none()
     if found is not None:
         ctx.ticket_id = int(found)
@@ -35,9 +32,9 @@ def thread_by_references(ctx: MessageContext) -> Outcome | None:
     if not candidates:
         return None
     rows = ctx.db.execute(
-        sa.select(_ACTIONS.c.message_id, _ACTIONS.c.ticket_id)
-        .where(_ACTIONS.c.message_id.in_(candidates[:100]))
-        .order_by(_ACTIONS.c.id.desc())
+        sa.select(ACTIONS.c.message_id, ACTIONS.c.ticket_id)
+        .where(ACTIONS.c.message_id.in_(candidates[:100]))
+        .order_by(ACTIONS.c.id.desc())
     ).all()
     by_id = {}
     for mid, ticket_id in rows:
