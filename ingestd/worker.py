@@ -30,7 +30,7 @@ from tenacity import (
 )
 
 from ingestd.config.settings import IngestdSettings
-from ingestd.db.engine import read_only
+from ingestd.db.engine import processing_engine
 from ingestd.db.models import utcnow
 from ingestd.db.tables import INBOUND
 from ingestd.errors import LimitExceeded, StorageUnavailable, TemporaryError
@@ -51,8 +51,14 @@ class LeaseLost(TemporaryError):
 
 @dataclass(frozen=True)
 class Claim:
+    """A leased row and what processing needs of it (read in the claiming query)."""
+
     id: int
     attempts: int  # including the one just started
+    mailbox: str
+    source_key: str
+    skip_dedupe: bool
+    raw: bytes
 
 
 def worker_identity(index: int = 0) -> str:
@@ -67,7 +73,7 @@ class Worker:
         identity: str,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._engine = engine
+        self._engine = processing_engine(engine)
         self._settings = settings
         self._processing = settings.processing
         self.identity = identity
@@ -82,7 +88,9 @@ class Worker:
             now = self._clock()
             with self._engine.begin() as conn:
                 query = (
-                    sa.select(INBOUND.c.id, INBOUND.c.attempts, INBOUND.c.last_error)
+                    sa.select(INBOUND.c.id, INBOUND.c.attempts, INBOUND.c.last_error,
+                              INBOUND.c.mailbox, INBOUND.c.source_key, INBOUND.c.skip_dedupe,
+                              INBOUND.c.raw)
                     .where(INBOUND.c.status == "pending")
                     .where(sa.or_(INBOUND.c.claimed_until.is_(None), INBOUND.c.claimed_until < now))
                     .order_by(INBOUND.c.id)
@@ -109,7 +117,8 @@ class Worker:
                         attempts=INBOUND.c.attempts + 1,
                     )
                 )
-                return Claim(row.id, row.attempts + 1)
+                return Claim(row.id, row.attempts + 1, row.mailbox, row.source_key,
+                             bool(row.skip_dedupe), bytes(row.raw))
 
     # --- processing ----------------------------------------------------------------
 
@@ -124,7 +133,7 @@ class Worker:
         started = time.perf_counter()
         ctx: MessageContext | None = None
         try:
-            ctx = self._retrying(self._context, claim)
+            ctx = self._context(claim)
             for name, stage in PREPARE:
                 self._run_stage(ctx, name, stage)
             outcome = self._retrying(self._decide, ctx)
@@ -151,19 +160,13 @@ class Worker:
         return outcome
 
     def _context(self, claim: Claim) -> MessageContext:
-        with read_only(self._engine) as conn:
-            row = conn.execute(
-                sa.select(INBOUND.c.raw, INBOUND.c.mailbox, INBOUND.c.source_key,
-                          INBOUND.c.skip_dedupe)
-                .where(INBOUND.c.id == claim.id)
-            ).one()
-        mailbox = self._settings.mailbox(row.mailbox)
+        mailbox = self._settings.mailbox(claim.mailbox)
         if mailbox is None:
-            raise LookupError(f"mailbox {row.mailbox!r} is not configured any more")
+            raise LookupError(f"mailbox {claim.mailbox!r} is not configured any more")
         return MessageContext(
-            inbound_id=claim.id, raw=bytes(row.raw), source_key=row.source_key,
+            inbound_id=claim.id, raw=claim.raw, source_key=claim.source_key,
             mailbox=mailbox, settings=self._settings, now=self._clock(),
-            skip_dedupe=bool(row.skip_dedupe),
+            skip_dedupe=claim.skip_dedupe,
         )
 
     def _run_stage(self, ctx: MessageContext, name: str, stage: Callable[..., Outcome | None]

@@ -137,19 +137,25 @@ def _process(engine: Engine, settings: IngestdSettings, results: list[InputResul
     for result in by_id.values():
         result.processed = "pending"
     worker = Worker(engine, settings, worker_identity())
-    while True:
+    remaining = sorted(by_id)
+    while remaining:
+        # A short id list keeps the claiming query cheap however much was stored.
+        chunk = remaining[:64]
         try:
-            done = worker.run_once(only_ids=list(by_id))
+            done = worker.run_once(only_ids=chunk)
         except Exception as exc:
             # The database went away: what is left stays pending for the daemon.
             log.warning("ingest.processing_stopped", error=str(exc)[:300])
             return
         if done is None:
-            return
+            # Nothing in the chunk is claimable: finished, or leased by a daemon's worker.
+            del remaining[: len(chunk)]
+            continue
         row_id, outcome = done
         if outcome.result != "failed":
             by_id[row_id].processed = outcome.result
             by_id[row_id].ticket_id = outcome.ticket_id
+            remaining.remove(row_id)
 
 
 def _inputs(paths: list[str]) -> Iterator[FileMessage | Refusal | InputResult]:
