@@ -237,3 +237,16 @@ def test_mail_parser_failure_falls_back_to_the_stdlib_tree(env: Any) -> None:
     assert "mail-parser failed: AttributeError" in row.defects
     action = env.ticket(row.ticket_id)["actions"][0]
     assert action["body_text"].strip() == "The printer is still broken."
+
+
+def test_charsets_calendar_and_forwards(env: Any) -> None:
+    """ISO-2022-JP decodes; text/calendar is an attachment; a forward-only message has text."""
+    jp = env.ticket(env.deliver("iso-2022-jp.eml").ticket_id)
+    assert jp["summary"] == "プリンター"
+    assert jp["actions"][0]["body_text"].strip() == "プリンターが壊れました。"
+    invite = env.ticket(env.deliver("calendar-invite.eml").ticket_id)["actions"][0]
+    assert invite["body_text"].strip() == "Maintenance on Friday at 18:00."
+    assert [a["content_type"] for a in invite["attachments"]] == ["text/calendar"]
+    forward = env.ticket(env.deliver("forward-only.eml").ticket_id)["actions"][0]
+    assert forward["body_text"].strip() == "The line will be down tonight."
+    assert [a["content_type"] for a in forward["attachments"]] == ["message/rfc822"]

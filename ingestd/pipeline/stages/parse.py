@@ -9,8 +9,11 @@ charsets decode with replacement, NUL never survives.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
+import quopri
 import re
 import unicodedata
 from email.header import decode_header, make_header
@@ -35,11 +38,36 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 1
                      *(f"LPT{i}" for i in range(1, 10))}
 
 
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_LOOSE_BOUNDARY = re.compile(r'\bboundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
+_BODY_TYPES = ("text/plain", "text/html")
+
+
+class _LenientMessage(Message):
+    """compat32 Message that reads two boundary faults the way mail clients do."""
+
+    def get_content_type(self) -> str:
+        # "multipart/mixed boundary=x" (the ';' missing): the type is the first token.
+        kind = super().get_content_type()
+        return kind.split()[0] if kind.split() else kind
+
+    def get_boundary(self, failobj: Any = None) -> Any:
+        missing = object()
+        boundary = super().get_boundary(missing)
+        if boundary is missing:
+            found = _LOOSE_BOUNDARY.search(str(self.get("content-type", "")))
+            if found is None:
+                return failobj
+            boundary = found.group(1) or found.group(2)
+        # A quoted boundary folded over two lines (RFC 5322 2.2.3): unfold it.
+        return _FOLD.sub("", str(boundary))
+
+
 def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
     if len(header_block(raw)) > limits.max_header_bytes:
         raise LimitExceeded("header-bytes")
     try:
-        tree = BytesParser(policy=compat32).parsebytes(raw)
+        tree = BytesParser(_class=_LenientMessage, policy=compat32).parsebytes(raw)
     except RecursionError as exc:
         raise LimitExceeded("depth") from exc
     parts = _check_shape(tree, limits)
@@ -64,15 +92,6 @@ class _StdlibFields:
         self.from_ = _addresses(tree.get_all("From") or ())
         self.to = _addresses(tree.get_all("To") or ())
         self.cc = _addresses(tree.get_all("Cc") or ())
-        self.text_plain: list[str] = []
-        self.text_html: list[str] = []
-        for part in tree.walk():
-            if part.is_multipart() or _is_attachment(part):
-                continue
-            kind = part.get_content_type()
-            if kind in ("text/plain", "text/html"):
-                target = self.text_plain if kind == "text/plain" else self.text_html
-                target.append(_part_text(part))
 
 
 def _decoded_header(value: object) -> str:
@@ -100,30 +119,44 @@ def _part_text(part: Message) -> str:
         return payload.decode("utf-8", "replace")
 
 
-def _check_shape(tree: Message, limits: ProcessingLimits) -> list[Message]:
-    """Every leaf part, after checking part count and nesting depth."""
-    leaves: list[Message] = []
+_Leaf = tuple[Message, int]  # the part, and its index among its parent's parts
+
+
+def _check_shape(tree: Message, limits: ProcessingLimits) -> list[_Leaf]:
+    """The parts of this message, after checking part count and nesting depth.
+
+    A message/* part (an attached or forwarded message, a digest entry, a
+    bounce's copy of the original) is one part: what is inside belongs to that
+    message, not to this one (RFC 8621 4.1.4), so the walk stops there, as it
+    already did for a message/rfc822 with a filename.
+    """
+    leaves: list[_Leaf] = []
     count = 0
-    stack: list[tuple[Message, int]] = [(tree, 1)]
+    stack: list[tuple[Message, int, int]] = [(tree, 1, 0)]
     while stack:
-        part, depth = stack.pop()
+        part, depth, index = stack.pop()
         count += 1
         if count > limits.max_parts:
             raise LimitExceeded("parts")
         if depth > limits.max_depth:
             raise LimitExceeded("depth")
+        _strip_transfer_encoding(part)
         payload = part.get_payload()
-        if part.is_multipart() and isinstance(payload, list):
-            if part.get_content_type() == "message/rfc822" and _is_attachment(part):
-                leaves.append(part)
-                continue
-            stack.extend((child, depth + 1) for child in reversed(payload))
+        if isinstance(payload, list) and part.get_content_maintype() != "message":
+            stack.extend((child, depth + 1, i) for i, child in reversed(list(enumerate(payload))))
         else:
-            leaves.append(part)
+            leaves.append((part, index))
     return leaves
 
 
-def _build(tree: Message, parsed: Any, leaves: list[Message]) -> ParsedMessage:
+def _strip_transfer_encoding(part: Message) -> None:
+    """ "base64 " decodes as base64: the stdlib compares the value unstripped."""
+    value = part.get("Content-Transfer-Encoding")
+    if value is not None and str(value) != str(value).strip():
+        part.replace_header("Content-Transfer-Encoding", str(value).strip())
+
+
+def _build(tree: Message, parsed: Any, leaves: list[_Leaf]) -> ParsedMessage:
     defects = [clean_text(str(d)) for d in parsed.defects_categories or ()]
     from_pairs = list(parsed.from_ or [])
     if len(from_pairs) > 1:
@@ -132,10 +165,15 @@ def _build(tree: Message, parsed: Any, leaves: list[Message]) -> ParsedMessage:
     address = clean_text(address).strip().lower() or None
     if address is not None and "@" not in address:
         defects.append(f"From address without @: {address[:100]}")
-    html_parts = [clean_text(h) for h in parsed.text_html or ()]
-    text = "\n".join(clean_text(t) for t in parsed.text_plain or ())
+    bodies = [(part, _part_text(part)) for part, index in leaves if _is_body(part, index)]
+    html_parts = [clean_text(t) for part, t in bodies
+                  if t and part.get_content_type() == "text/html"]
+    text = "\n".join(clean_text(t) for part, t in bodies
+                     if t and part.get_content_type() == "text/plain")
     if not text.strip() and html_parts:
         text = clean_text(inscriptis.get_text("\n".join(html_parts)))
+    if not text.strip() and not html_parts:
+        text = _forwarded_text(leaves)
     html = sanitise_html("\n".join(html_parts)) if html_parts else None
     return ParsedMessage(
         subject=clean_text(parsed.subject or "").replace("\r", " ").replace("\n", " ").strip(),
@@ -149,7 +187,7 @@ def _build(tree: Message, parsed: Any, leaves: list[Message]) -> ParsedMessage:
         references=_ids(tree.get_all("References") or ()),
         text=text,
         html=html,
-        attachments=tuple(a for leaf in leaves if (a := _attachment(leaf)) is not None),
+        attachments=tuple(a for part, i in leaves if (a := _attachment(part, i)) is not None),
         defects=tuple(defects),
     )
 
@@ -208,16 +246,60 @@ def _is_attachment(part: Message) -> bool:
     return disposition == "attachment" or bool(filename)
 
 
-def _attachment(part: Message) -> ParsedAttachment | None:
+def _forwarded_text(leaves: list[_Leaf]) -> str:
+    """The text of the first enclosed message, for mail that is nothing but a forward.
+
+    Enclosed messages are attachments, but an agent must still see something
+    of a message whose only content is one.
+    """
+    for part, _ in leaves:
+        payload = part.get_payload()
+        if part.get_content_type() != "message/rfc822" or not isinstance(payload, list):
+            continue
+        inner = [p for p in payload[0].walk() if not p.is_multipart()] if payload else []
+        for kind in _BODY_TYPES:
+            for piece in inner:
+                if piece.get_content_type() == kind and _is_body(piece, 0):
+                    text = _part_text(piece)
+                    return clean_text(inscriptis.get_text(text) if kind == "text/html" else text)
+    return ""
+
+
+def _is_body(part: Message, index: int) -> bool:
+    """text/plain or text/html that is not an attachment (RFC 8621 4.1.4).
+
+    A named text part is a file the sender attached, unless it is the first
+    part of its multipart (some mailers name the body itself).
+    """
+    if part.get_content_type() not in _BODY_TYPES:
+        return False
+    try:
+        disposition = (part.get_content_disposition() or "").lower()
+        named = bool(part.get_filename())
+    except Exception:
+        return False
+    return disposition != "attachment" and (not named or index == 0)
+
+
+def _attachment(part: Message, index: int) -> ParsedAttachment | None:
     content_type = part.get_content_type()
-    is_body_text = content_type in ("text/plain", "text/html") and not _is_attachment(part)
-    if is_body_text or (part.is_multipart() and content_type != "message/rfc822"):
+    payload = part.get_payload()
+    if content_type in _BODY_TYPES and _is_body(part, index):
         return None
-    if not _is_attachment(part) and content_type.startswith("text/"):
-        return None
-    if content_type == "message/rfc822":
-        inner = part.get_payload()
-        content = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
+    if (part.get_content_maintype() == "multipart" and not isinstance(payload, list)
+            and not str(payload or "").strip()):
+        return None  # a boundary never found, and no text to keep as a file
+    if part.get_content_maintype() == "message" and isinstance(payload, list):
+        # message/delivery-status holds several header blocks; the others one message.
+        content = b"".join(m.as_bytes() for m in payload)
+        encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+        if encoding in ("base64", "quoted-printable") and payload:
+            # RFC 2046 5.2.1 forbids encoding message/rfc822, but senders do it; the
+            # stdlib then parsed the encoded text as a message. Keep the decoded bytes.
+            with contextlib.suppress(binascii.Error, ValueError):
+                encoded = content.lstrip(b"\r\n")
+                content = (base64.b64decode(encoded) if encoding == "base64"
+                           else quopri.decodestring(encoded))
     else:
         payload = part.get_payload(decode=True)
         content = payload if isinstance(payload, bytes) else b""
