@@ -18,6 +18,7 @@ from ingestd.intake.recipients import MailboxAddresses
 from ingestd.intake.smtp import start_smtp_server
 from ingestd.intake.store import GroupCommitter
 from ingestd.worker import Worker, worker_identity
+from ingestd.worker_pool import WorkerProcesses
 
 log = structlog.get_logger("ingestd.daemon")
 
@@ -39,24 +40,36 @@ async def run_until_stopped(
     engine = make_engine(settings.database)
     try:
         await asyncio.to_thread(ensure_schema, engine)
+        count = settings.processing.worker_count
         wakeup = Wakeup()
-        committer = GroupCommitter(engine, on_commit=wakeup.notify)
-        committer.start()
-        workers = [
-            asyncio.create_task(
-                _work(Worker(engine, settings, worker_identity(i)), wakeup, stop,
-                      settings.processing.poll_interval_seconds),
-                name=f"worker-{i}",
+        processes: WorkerProcesses | None = None
+        tasks: list[asyncio.Task[None]] = []
+        if count and settings.processing.isolation == "process":
+            processes = WorkerProcesses(settings, count)
+            on_commit = processes.notify
+        else:
+            tasks.extend(
+                asyncio.create_task(
+                    _work(Worker(engine, settings, worker_identity(i)), wakeup, stop,
+                          settings.processing.poll_interval_seconds),
+                    name=f"worker-{i}",
+                )
+                for i in range(count)
             )
-            for i in range(settings.processing.worker_count)
-        ]
+            on_commit = wakeup.notify
+        committer = GroupCommitter(engine, on_commit=on_commit)
+        committer.start()
         server = await start_smtp_server(
             settings.smtp, MailboxAddresses.from_settings(settings), committer
         )
         port = server.sockets[0].getsockname()[1]
+        if processes is not None:
+            # Started once SMTP listens, so a busy port leaves no workers behind.
+            processes.start()
+            tasks.append(asyncio.create_task(processes.supervise(stop), name="supervisor"))
         log.info("daemon.ready", smtp_host=settings.smtp.host, smtp_port=port,
                  database=engine.dialect.name, mailboxes=len(settings.mailboxes),
-                 workers=len(workers))
+                 workers=count, isolation=settings.processing.isolation)
         sd_notify("READY=1")
         if on_ready is not None:
             on_ready(Services(smtp_port=port, committer=committer))
@@ -69,7 +82,9 @@ async def run_until_stopped(
             await committer.stop()
             wakeup.notify()
             # Each worker finishes the message it holds, then stops.
-            await asyncio.gather(*workers, return_exceptions=True)
+            if processes is not None:
+                await processes.stop(timeout=30.0)
+            await asyncio.gather(*tasks, return_exceptions=True)
             log.info("daemon.stopped")
     finally:
         engine.dispose()

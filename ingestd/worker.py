@@ -45,6 +45,37 @@ _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.IntegrityEr
               StorageUnavailable)
 
 
+# Statements built once: building them per message cost more than running them.
+_CLAIMABLE = (
+    sa.select(INBOUND.c.id, INBOUND.c.attempts, INBOUND.c.last_error, INBOUND.c.mailbox,
+              INBOUND.c.source_key, INBOUND.c.skip_dedupe, INBOUND.c.raw)
+    .where(INBOUND.c.status == "pending")
+    .where(sa.or_(INBOUND.c.claimed_until.is_(None),
+                  INBOUND.c.claimed_until < sa.bindparam("b_now")))
+    .order_by(INBOUND.c.id)
+    .limit(1)
+)
+_CLAIMABLE_AMONG = _CLAIMABLE.where(INBOUND.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+_LEASE = (
+    sa.update(INBOUND).where(INBOUND.c.id == sa.bindparam("b_id"))
+    .values(claimed_by=sa.bindparam("b_me"), claimed_until=sa.bindparam("b_until"),
+            attempts=INBOUND.c.attempts + 1)
+)
+_FINISH = (
+    sa.update(INBOUND).where(INBOUND.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"), reason=sa.bindparam("b_reason"),
+        ticket_id=sa.bindparam("b_ticket"), action_id=sa.bindparam("b_action"),
+        duplicate_of=sa.bindparam("b_duplicate_of"), processed_at=sa.bindparam("b_now"),
+        claimed_by=None, claimed_until=None,
+        stage_timings=sa.bindparam("b_timings", type_=INBOUND.c.stage_timings.type),
+        defects=sa.bindparam("b_defects", type_=INBOUND.c.defects.type),
+    )
+)
+# Only while this worker still holds the lease.
+_FINISH_MINE = _FINISH.where(INBOUND.c.claimed_by == sa.bindparam("b_me"))
+
+
 class LeaseLost(TemporaryError):
     """Another worker took the row over; this worker's result is discarded."""
 
@@ -84,23 +115,13 @@ class Worker:
 
     def claim(self, only_ids: Sequence[int] | None = None) -> Claim | None:
         """Lease the oldest claimable row, quarantining rows out of attempts on the way."""
+        query = _CLAIMABLE if only_ids is None else _CLAIMABLE_AMONG
+        if self._postgres:
+            query = query.with_for_update(skip_locked=True)
         while True:
             now = self._clock()
             with self._engine.begin() as conn:
-                query = (
-                    sa.select(INBOUND.c.id, INBOUND.c.attempts, INBOUND.c.last_error,
-                              INBOUND.c.mailbox, INBOUND.c.source_key, INBOUND.c.skip_dedupe,
-                              INBOUND.c.raw)
-                    .where(INBOUND.c.status == "pending")
-                    .where(sa.or_(INBOUND.c.claimed_until.is_(None), INBOUND.c.claimed_until < now))
-                    .order_by(INBOUND.c.id)
-                    .limit(1)
-                )
-                if only_ids is not None:
-                    query = query.where(INBOUND.c.id.in_(list(only_ids)))
-                if self._postgres:
-                    query = query.with_for_update(skip_locked=True)
-                row = conn.execute(query).first()
+                row = conn.execute(query, {"b_now": now, "b_ids": list(only_ids or ())}).first()
                 if row is None:
                     return None
                 if row.attempts >= self._processing.max_attempts:
@@ -110,13 +131,10 @@ class Worker:
                     log.warning("message.processed", id=row.id, outcome="quarantined",
                                 reason=f"attempts: {last}")
                     continue
-                conn.execute(
-                    sa.update(INBOUND).where(INBOUND.c.id == row.id).values(
-                        claimed_by=self.identity,
-                        claimed_until=now + timedelta(seconds=self._processing.lease_seconds),
-                        attempts=INBOUND.c.attempts + 1,
-                    )
-                )
+                conn.execute(_LEASE, {
+                    "b_id": row.id, "b_me": self.identity,
+                    "b_until": now + timedelta(seconds=self._processing.lease_seconds),
+                })
                 return Claim(row.id, row.attempts + 1, row.mailbox, row.source_key,
                              bool(row.skip_dedupe), bytes(row.raw))
 
@@ -209,20 +227,16 @@ class Worker:
 
     def _finish(self, conn: sa.Connection, row_id: int, outcome: Outcome, *,
                 ctx: MessageContext | None = None, guard: bool = True) -> None:
-        values: dict[str, object] = {
-            "status": outcome.status, "reason": outcome.reason,
-            "ticket_id": outcome.ticket_id, "action_id": outcome.action_id,
-            "duplicate_of": outcome.duplicate_of, "processed_at": self._clock(),
-            "claimed_by": None, "claimed_until": None,
-        }
-        if ctx is not None:
-            values["stage_timings"] = dict(ctx.timings)
-            if ctx.parsed is not None:
-                values["defects"] = list(ctx.parsed.defects) or None
-        query = sa.update(INBOUND).where(INBOUND.c.id == row_id)
-        if guard:
-            query = query.where(INBOUND.c.claimed_by == self.identity)
-        if conn.execute(query.values(**values)).rowcount != 1:
+        parsed = ctx.parsed if ctx is not None else None
+        result = conn.execute(_FINISH_MINE if guard else _FINISH, {
+            "b_id": row_id, "b_me": self.identity, "b_status": outcome.status,
+            "b_reason": outcome.reason, "b_ticket": outcome.ticket_id,
+            "b_action": outcome.action_id, "b_duplicate_of": outcome.duplicate_of,
+            "b_now": self._clock(),
+            "b_timings": dict(ctx.timings) if ctx is not None else None,
+            "b_defects": (list(parsed.defects) or None) if parsed is not None else None,
+        })
+        if result.rowcount != 1:
             raise LeaseLost(f"message {row_id} was taken over by another worker")
 
     def _commit_failure(self, claim: Claim, outcome: Outcome, ctx: MessageContext | None

@@ -35,7 +35,7 @@ DIRECTORY = {
 def processing_config(db_url: str, **processing: Any) -> dict[str, Any]:
     config = base_config(db_url)
     config["processing"] = {
-        "workers": 1, "poll_interval_seconds": 0.2,
+        "workers": 1, "isolation": "thread", "poll_interval_seconds": 0.2,
         "limits": {"max_parts": 20, "max_depth": 10, "max_header_bytes": 4096},
         **processing,
     }

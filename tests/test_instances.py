@@ -40,19 +40,21 @@ def _listening(port: int) -> bool:
 class Instance:
     def __init__(self, tmp_path: Path, name: str, db_url: str, script: list[str]) -> None:
         self.port = free_port()
-        config = processing_config(db_url, workers=2, lease_seconds=2)
+        config = processing_config(db_url, workers=2, lease_seconds=2, isolation="process")
         config["smtp"]["port"] = self.port
         config["logging"] = {"level": "info", "format": "json"}
         directory = tmp_path / name
         self.log = directory / "stdout.log"
         directory.mkdir()
         path = write_config(directory, config)
-        env = {**os.environ, "PYTHONPATH": str(REPO),
+        # KILL_SCOPE=group: the test hook kills the whole instance, workers and all.
+        env = {**os.environ, "PYTHONPATH": str(REPO), "KILL_SCOPE": "group",
                "KILL_ONCE_FLAG": str(tmp_path / "killed.flag")}
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, *script, "run", "--config", str(path)],
-                stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=directory)
+                stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=directory,
+                start_new_session=True)
         wait_for(lambda: self.proc.poll() is not None or _listening(self.port), timeout=30,
                  what=f"{name} listening")
         assert self.proc.poll() is None, f"{name} exited with {self.proc.returncode}"

@@ -20,8 +20,10 @@ from tests.processing_env import processing_config
 from tests.support.waiting import wait_for
 
 
-def _setup(tmp_path: Path, db_url: str, marker: str, max_attempts: int) -> tuple[Path, Any]:
-    config = processing_config(db_url, lease_seconds=1, max_attempts=max_attempts)
+def _setup(tmp_path: Path, db_url: str, marker: str, max_attempts: int,
+           isolation: str = "thread") -> tuple[Path, Any]:
+    config = processing_config(db_url, lease_seconds=1, max_attempts=max_attempts,
+                               isolation=isolation)
     path = write_config(tmp_path, config)
     raw = (FIXTURES / "new-ticket.eml").read_bytes().replace(
         b"Subject:", f"X-Test-Kill: {marker}\r\nSubject:".encode(), 1)
@@ -35,11 +37,12 @@ def _setup(tmp_path: Path, db_url: str, marker: str, max_attempts: int) -> tuple
 def _start(path: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "KILL_ONCE_FLAG": str(tmp_path / "killed.flag"),
            "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "support" / "crashing_daemon.py"),
-         "run", "--config", str(path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path,
-    )
+    with (tmp_path / "daemon.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, str(REPO / "tests" / "support" / "crashing_daemon.py"),
+             "run", "--config", str(path)],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -49,7 +52,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_killed_mid_message_then_processed_exactly_once(tmp_path: Path, db_url: str) -> None:
-    """SIGKILL during the first attempt; after a restart the message is processed once."""
+    """Thread isolation: SIGKILL takes the daemon; after a restart the message is processed once."""
     path, engine = _setup(tmp_path, db_url, "once", max_attempts=5)
     try:
         first = _start(path, tmp_path)
@@ -73,7 +76,7 @@ def test_killed_mid_message_then_processed_exactly_once(tmp_path: Path, db_url: 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_message_that_always_kills_is_quarantined(tmp_path: Path, db_url: str) -> None:
-    """A message that kills the worker every time ends quarantined after max_attempts."""
+    """Thread isolation: a message killing the daemon every time ends quarantined."""
     path, engine = _setup(tmp_path, db_url, "always", max_attempts=3)
     try:
         for attempt in range(1, 4):
@@ -90,4 +93,43 @@ def test_message_that_always_kills_is_quarantined(tmp_path: Path, db_url: str) -
         assert row.reason == "attempts: worker stopped during processing"
         assert row.attempts == 3
     finally:
+        engine.dispose()
+
+
+def test_worker_process_killed_mid_message_daemon_carries_on(tmp_path: Path,
+                                                              db_url: str) -> None:
+    """Process isolation: the worker dies, the daemon replaces it; processed exactly once."""
+    path, engine = _setup(tmp_path, db_url, "once", max_attempts=5, isolation="process")
+    daemon = _start(path, tmp_path)
+    try:
+        row = wait_for(lambda: (r := inbound_rows(engine)[0]).status != "pending" and r,
+                       timeout=60, what="processed by a replacement worker")
+        assert daemon.poll() is None, "the daemon itself must survive"
+        assert (row.status, row.attempts) == ("processed", 2)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM tickets")).scalar_one() == 1
+    finally:
+        _stop(daemon)
+        engine.dispose()
+    assert daemon.returncode == 0
+    assert "worker.died" in (tmp_path / "daemon.log").read_text()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_poison_message_quarantined_while_daemon_serves(tmp_path: Path, db_url: str) -> None:
+    """Process isolation: a message killing every worker is quarantined; SMTP keeps working."""
+    path, engine = _setup(tmp_path, db_url, "always", max_attempts=3, isolation="process")
+    daemon = _start(path, tmp_path)
+    try:
+        row = wait_for(lambda: (r := inbound_rows(engine)[0]).status == "quarantined" and r,
+                       timeout=90, what="quarantine")
+        assert daemon.poll() is None
+        assert (row.reason, row.attempts) == ("attempts: worker stopped during processing", 3)
+        # The replacement worker goes on with ordinary mail.
+        assert main(["ingest", "--no-process", "--config", str(path), "--mailbox", "support",
+                     str(FIXTURES / "from-unknown.eml")]) == 0
+        wait_for(lambda: inbound_rows(engine)[1].status == "processed", timeout=60,
+                 what="next message processed")
+    finally:
+        _stop(daemon)
         engine.dispose()

@@ -140,6 +140,10 @@ class ProcessingLimits(Settings):
 class ProcessingSettings(Settings):
     # None: one worker per CPU. 0: store only (a separate intake tier, benchmarks).
     workers: int | None = Field(default=None, ge=0, le=256)
+    # process: each worker its own process, restarted if it dies (a crashing
+    # message cannot take SMTP intake down). thread: workers share the
+    # daemon's process (less memory; for small installations and tests).
+    isolation: Literal["process", "thread"] = "process"
     max_attempts: int = Field(default=5, ge=1, le=100)
     # A claimed row whose worker died becomes claimable again after this.
     lease_seconds: float = Field(default=300, ge=1)

@@ -24,27 +24,33 @@ def classify_sender(ctx: MessageContext) -> Outcome | None:
     return None
 
 
+# One round trip for every way an address can be known, ranked so the first
+# row decides: agent, then user, then supplier by address, then by domain.
+_KNOWN = sa.union_all(
+    sa.select(sa.literal(0).label("rank"), AGENTS.c.id, sa.null(), sa.null())
+    .where(AGENTS.c.email == sa.bindparam("b_address")),
+    sa.select(sa.literal(1), USERS.c.id, USERS.c.site_id, SITES.c.client_id)
+    .join(SITES, SITES.c.id == USERS.c.site_id)
+    .where(USERS.c.email == sa.bindparam("b_address")),
+    sa.select(sa.literal(2), SUPPLIER_ADDRESSES.c.supplier_id, sa.null(), sa.null())
+    .where(SUPPLIER_ADDRESSES.c.kind == "email",
+           SUPPLIER_ADDRESSES.c.value == sa.bindparam("b_address")),
+    sa.select(sa.literal(3), SUPPLIER_ADDRESSES.c.supplier_id, sa.null(), sa.null())
+    .where(SUPPLIER_ADDRESSES.c.kind == "domain",
+           SUPPLIER_ADDRESSES.c.value == sa.bindparam("b_domain")),
+)
+
+
 def _lookup(ctx: MessageContext, address: str) -> Sender | None:
-    db = ctx.db
-    agent = db.execute(sa.select(AGENTS.c.id).where(AGENTS.c.email == address)).scalar()
-    if agent is not None:
-        return Sender("agent", address, agent_id=agent)
-    user = db.execute(
-        sa.select(USERS.c.id, USERS.c.site_id, SITES.c.client_id)
-        .join(SITES, SITES.c.id == USERS.c.site_id)
-        .where(USERS.c.email == address)
-    ).first()
-    if user is not None:
-        return Sender("user", address, user_id=user.id, site_id=user.site_id,
-                      client_id=user.client_id)
-    for kind, value in (("email", address), ("domain", domain_of(address))):
-        supplier = db.execute(
-            sa.select(SUPPLIER_ADDRESSES.c.supplier_id)
-            .where(SUPPLIER_ADDRESSES.c.kind == kind, SUPPLIER_ADDRESSES.c.value == value)
-        ).scalar()
-        if supplier is not None:
-            return Sender("supplier", address, supplier_id=supplier)
-    return None
+    rows = ctx.db.execute(_KNOWN, {"b_address": address, "b_domain": domain_of(address)}).all()
+    if not rows:
+        return None
+    rank, row_id, site_id, client_id = min(rows, key=lambda r: r[0])
+    if rank == 0:
+        return Sender("agent", address, agent_id=row_id)
+    if rank == 1:
+        return Sender("user", address, user_id=row_id, site_id=site_id, client_id=client_id)
+    return Sender("supplier", address, supplier_id=row_id)
 
 
 def _unknown(ctx: MessageContext, address: str | None) -> Sender:

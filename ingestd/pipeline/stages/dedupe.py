@@ -45,14 +45,19 @@ def dedupe(ctx: MessageContext) -> Outcome | None:
     return None
 
 
+_TAKE = {
+    "postgresql": postgresql.insert(DEDUPE_KEYS).on_conflict_do_nothing(index_elements=["key"]),
+    "sqlite": sqlite.insert(DEDUPE_KEYS).on_conflict_do_nothing(index_elements=["key"]),
+}
+_OWNER = sa.select(DEDUPE_KEYS.c.inbound_message_id).where(
+    DEDUPE_KEYS.c.key == sa.bindparam("b_key"))
+
+
 def _claim_key(ctx: MessageContext, key: str) -> int | None:
     """Insert ``key`` for this message; return the owner's id if another has it."""
-    dialect = postgresql if ctx.db.dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(DEDUPE_KEYS).values(key=key, inbound_message_id=ctx.inbound_id)
-    result = ctx.db.execute(insert.on_conflict_do_nothing(index_elements=["key"]))
+    take = _TAKE[ctx.db.dialect.name]
+    result = ctx.db.execute(take, {"key": key, "inbound_message_id": ctx.inbound_id})
     if result.rowcount == 1:
         return None
-    owner = ctx.db.execute(
-        sa.select(DEDUPE_KEYS.c.inbound_message_id).where(DEDUPE_KEYS.c.key == key)
-    ).scalar_one()
+    owner = ctx.db.execute(_OWNER, {"b_key": key}).scalar_one()
     return None if owner == ctx.inbound_id else int(owner)
