@@ -75,6 +75,8 @@ class Mode:
     name: str
     ingestd: bool
     workers: int = 0
+    # smtp.commit_batch_max; 1 turns group commit off.
+    commit_batch_max: int = 200
 
 
 @dataclass
@@ -139,10 +141,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_ingestd_config(directory: Path, database_url: str, port: int, workers: int) -> Path:
+def write_ingestd_config(directory: Path, database_url: str, port: int, workers: int,
+                         commit_batch_max: int = 200) -> Path:
     config = {
         "database": {"url": database_url},
-        "smtp": {"host": HOST, "port": port, "max_recipients": 50},
+        "smtp": {"host": HOST, "port": port, "max_recipients": 50,
+                 "commit_batch_max": commit_batch_max},
         "processing": {"workers": workers},
         "logging": {"level": "warning"},
         "mailboxes": [{"name": "support", "addresses": [RECIPIENT]}],
@@ -498,7 +502,8 @@ def measure(mode: Mode, connections: int, count: int, database_url: str | None) 
             url = database_url or f"sqlite:///{directory / 'ingestd.db'}"
             if is_postgres(url):
                 empty_postgres(url)
-            config = write_ingestd_config(directory, url, port, mode.workers)
+            config = write_ingestd_config(directory, url, port, mode.workers,
+                                          mode.commit_batch_max)
             argv = [PYTHON, "-m", "ingestd", "run", "--config", str(config)]
         else:
             argv = [PYTHON, str(SINK_SERVER), str(port)]
@@ -753,6 +758,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "between runs")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="processing.workers for the end-to-end runs (default: CPU count)")
+    parser.add_argument("--without-group-commit", action="store_true",
+                        help="also measure intake with smtp.commit_batch_max: 1 (one commit "
+                             "per message), to show what group commit is worth")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     if args.messages < 1 or args.workers < 1:
@@ -768,6 +776,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_postgres_empty(args.database_url)
     modes = [Mode("do-nothing", ingestd=False), Mode("intake", ingestd=True, workers=0),
              Mode("end-to-end", ingestd=True, workers=args.workers)]
+    if args.without_group_commit:
+        modes.insert(2, Mode("intake-1/commit", ingestd=True, workers=0, commit_batch_max=1))
     results: list[Result] = []
     # K outermost: the three servers at one K run close together in time, so a
     # machine that gets busier during the run skews the ratios least.

@@ -57,7 +57,8 @@ async def run_until_stopped(
                 for i in range(count)
             )
             on_commit = wakeup.notify
-        committer = GroupCommitter(engine, on_commit=on_commit)
+        committer = GroupCommitter(engine, max_batch=settings.smtp.commit_batch_max,
+                                   on_commit=on_commit)
         committer.start()
         server = await start_smtp_server(
             settings.smtp, MailboxAddresses.from_settings(settings), committer

@@ -42,3 +42,17 @@ def test_concurrent_sessions_share_commits(daemon: Any) -> None:
     assert len({row_id for row_id, _ in results}) == SESSIONS
     assert len(daemon.rows()) == SESSIONS
     assert commits < SESSIONS, f"{commits} commits for {SESSIONS} messages: no grouping"
+
+
+def test_commit_batch_max_one_commits_each_message_alone(
+    start_daemon: Any, tmp_path: Any, sqlite_url: str
+) -> None:
+    """smtp.commit_batch_max: 1 turns grouping off: one commit per message, still all stored."""
+    from tests.conftest import base_config, write_config
+
+    config = base_config(sqlite_url)
+    config["smtp"]["commit_batch_max"] = 1
+    daemon = start_daemon(write_config(tmp_path, config))
+    results = asyncio.run(_send_all(daemon.port, daemon))
+    assert all(visible for _, visible in results)
+    assert daemon.services.committer.commits == SESSIONS

@@ -49,6 +49,8 @@ class SmtpSettings(Settings):
     max_recipients: int = Field(default=50, ge=1, le=10_000)
     # RFC 5321 section 4.5.3.2.7: a server should wait at least 5 minutes for a command.
     timeout_seconds: float = Field(default=300, gt=0)
+    # Messages that may share one intake commit; 1 turns group commit off.
+    commit_batch_max: int = Field(default=200, ge=1, le=10_000)
 
 
 class UnknownSenders(Settings):
