@@ -11,7 +11,8 @@ matters to callers is whether trying again later can succeed:
         ├── DirectoryFileError    a directory import file is wrong (same shape)
         ├── LimitExceeded         a message breaks a processing limit (quarantined)
         ├── SchemaOutdated        the database needs `ingestd db upgrade`
-        └── NotFound              a command named a row that does not exist
+        └── InvalidRequest        a command asked for what the data does not allow
+            └── NotFound          a command named a row that does not exist
 
 Anything else that escapes a unit of work is a bug; the unit-of-work
 boundaries (an SMTP transaction, an ingest run) treat it as temporary so that
@@ -86,5 +87,9 @@ class SchemaOutdated(PermanentError):
     """The database schema is older than this version of ingestd."""
 
 
-class NotFound(PermanentError):
+class InvalidRequest(PermanentError):
+    """A command asked for something the data does not allow (the CLI exits 65)."""
+
+
+class NotFound(InvalidRequest):
     """A command named a row that does not exist."""

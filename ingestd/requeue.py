@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ingestd.db.tables import INBOUND
-from ingestd.errors import NotFound, PermanentError
+from ingestd.errors import InvalidRequest, NotFound
 
 _FRESH = {"status": "pending", "attempts": 0, "last_error": None, "reason": None,
           "claimed_by": None, "claimed_until": None, "processed_at": None}
@@ -34,7 +34,7 @@ def reprocess(conn: sa.Connection, message_id: int) -> str:
     if status is None:
         raise NotFound(f"no inbound message with id {message_id}")
     if status not in ("duplicate", "ignored", "quarantined"):
-        raise PermanentError(
+        raise InvalidRequest(
             f"message {message_id} is {status}; only duplicate, ignored or quarantined "
             "messages can be reprocessed"
         )

@@ -19,7 +19,7 @@ from ingestd.cli import (
     tickets,
 )
 from ingestd.cli.common import CommandFailed, add_config_option
-from ingestd.errors import IngestdError
+from ingestd.errors import IngestdError, InvalidRequest
 
 COMMAND_GROUPS = (run, check, ingest, messages, tickets, quarantine, directory, db)
 
@@ -47,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandFailed as exc:
         print(f"ingestd: {exc}", file=sys.stderr)
         return exc.code
+    except InvalidRequest as exc:
+        print(f"ingestd: {exc}", file=sys.stderr)
+        return exits.DATAERR
     except IngestdError as exc:
         print(f"ingestd: {exc}", file=sys.stderr)
         return exits.TEMPFAIL if exc.temporary else exits.SOFTWARE

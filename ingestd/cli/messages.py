@@ -12,7 +12,6 @@ from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
 from ingestd.db.engine import read_only
 from ingestd.db.tables import INBOUND
-from ingestd.errors import PermanentError
 from ingestd.requeue import reprocess
 
 # The contract of `messages list/show --json`.
@@ -102,11 +101,7 @@ def show_message(args: argparse.Namespace) -> int:
 
 
 def reprocess_message(args: argparse.Namespace) -> int:
-    with database(settings_from(args)) as engine:
-        try:
-            with engine.begin() as conn:
-                was = reprocess(conn, args.id)
-        except PermanentError as exc:
-            raise CommandFailed(exits.DATAERR, str(exc)) from exc
+    with database(settings_from(args)) as engine, engine.begin() as conn:
+        was = reprocess(conn, args.id)
     print(f"message {args.id} ({was}) is pending again; the daemon's workers will process it")
     return exits.OK

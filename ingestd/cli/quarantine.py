@@ -7,11 +7,10 @@ import argparse
 import sqlalchemy as sa
 
 from ingestd.cli import exits
-from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
+from ingestd.cli.common import add_config_option, database, print_json, settings_from
 from ingestd.cli.messages import LOG_COLUMNS, _record
 from ingestd.db.engine import read_only
 from ingestd.db.tables import INBOUND
-from ingestd.errors import NotFound
 from ingestd.requeue import retry_quarantined
 
 
@@ -45,11 +44,7 @@ def list_quarantine(args: argparse.Namespace) -> int:
 
 
 def retry(args: argparse.Namespace) -> int:
-    with database(settings_from(args)) as engine:
-        try:
-            with engine.begin() as conn:
-                ids = retry_quarantined(conn, None if args.all else args.id)
-        except NotFound as exc:
-            raise CommandFailed(exits.DATAERR, str(exc)) from exc
+    with database(settings_from(args)) as engine, engine.begin() as conn:
+        ids = retry_quarantined(conn, None if args.all else args.id)
     print(f"{len(ids)} message(s) back to pending")
     return exits.OK

@@ -7,9 +7,8 @@ import sys
 
 from ingestd import tickets
 from ingestd.cli import exits
-from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
+from ingestd.cli.common import add_config_option, database, print_json, settings_from
 from ingestd.db.engine import read_only
-from ingestd.errors import NotFound
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,10 +63,7 @@ def list_tickets(args: argparse.Namespace) -> int:
 
 def show_ticket(args: argparse.Namespace) -> int:
     with database(settings_from(args)) as engine, read_only(engine) as conn:
-        try:
-            record = tickets.show_ticket(conn, args.id)
-        except NotFound as exc:
-            raise CommandFailed(exits.DATAERR, str(exc)) from exc
+        record = tickets.show_ticket(conn, args.id)
     if args.json:
         print_json(record)
         return exits.OK
@@ -84,34 +80,23 @@ def show_ticket(args: argparse.Namespace) -> int:
 
 
 def set_status(args: argparse.Namespace) -> int:
-    with database(settings_from(args)) as engine:
-        try:
-            with engine.begin() as conn:
-                tickets.set_status(conn, args.id, args.status)
-        except NotFound as exc:
-            raise CommandFailed(exits.DATAERR, str(exc)) from exc
+    with database(settings_from(args)) as engine, engine.begin() as conn:
+        tickets.set_status(conn, args.id, args.status)
     print(f"ticket {args.id} is {args.status}")
     return exits.OK
 
 
 def add_outgoing(args: argparse.Namespace) -> int:
-    with database(settings_from(args)) as engine:
-        try:
-            with engine.begin() as conn:
-                action_id = tickets.add_outgoing(conn, args.id, args.message_id, args.to,
-                                                 args.subject)
-        except NotFound as exc:
-            raise CommandFailed(exits.DATAERR, str(exc)) from exc
+    with database(settings_from(args)) as engine, engine.begin() as conn:
+        action_id = tickets.add_outgoing(conn, args.id, args.message_id, args.to,
+                                         args.subject)
     print(f"recorded outgoing action {action_id} on ticket {args.id}")
     return exits.OK
 
 
 def get_attachment(args: argparse.Namespace) -> int:
     with database(settings_from(args)) as engine, read_only(engine) as conn:
-        try:
-            content = tickets.attachment_content(conn, args.id)
-        except NotFound as exc:
-            raise CommandFailed(exits.DATAERR, str(exc)) from exc
+        content = tickets.attachment_content(conn, args.id)
     sys.stdout.flush()
     sys.stdout.buffer.write(content)
     sys.stdout.buffer.flush()
