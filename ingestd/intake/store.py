@@ -29,6 +29,10 @@ log = structlog.get_logger("ingestd.intake")
 
 
 
+# Built once: constructing the statement per batch cost a third of the commit's CPU.
+_INSERT = sa.insert(INBOUND).returning(INBOUND.c.id, sort_by_parameter_order=True)
+
+
 @dataclass(frozen=True)
 class NewMessage:
     """A message as intake received it, before it has an id."""
@@ -76,9 +80,7 @@ def store_messages(engine: Engine, messages: Sequence[NewMessage]) -> list[int]:
     rows = [m.row() for m in messages]
     try:
         with engine.begin() as conn:
-            result = conn.execute(
-                sa.insert(INBOUND).returning(INBOUND.c.id, sort_by_parameter_order=True), rows
-            )
+            result = conn.execute(_INSERT, rows)
             ids = [row[0] for row in result]
     except sa.exc.SQLAlchemyError as exc:
         raise StorageUnavailable(f"database refused the write: {_first_line(exc)}") from exc
