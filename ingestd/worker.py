@@ -40,9 +40,12 @@ from ingestd.pipeline.order import DECIDE, PREPARE
 log = structlog.get_logger("ingestd.worker")
 T = TypeVar("T")
 
-# Database errors that say nothing about the message: retry, never its fault.
-_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.IntegrityError,
+# Database errors worth retrying at once: the connection or a lock (never the
+# message's fault), and unique-key races with another worker creating the same
+# user or client (if those persist, they count against the message).
+_RETRYABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.IntegrityError,
               StorageUnavailable)
+_NOT_THE_MESSAGE = (sa.exc.OperationalError, sa.exc.InterfaceError, TemporaryError)
 
 
 # Statements built once: building them per message cost more than running them.
@@ -158,9 +161,11 @@ class Worker:
         except LimitExceeded as exc:
             outcome = Outcome("quarantined", "quarantined", f"limit: {exc.which}")
             self._commit_failure(claim, outcome, ctx)
-        except (TemporaryError, *_TRANSIENT) as exc:
-            # Not the message's fault: give the attempt back so it is tried again later.
-            self._release(claim, give_back_attempt=True, error=None)
+        except _NOT_THE_MESSAGE as exc:
+            # Not the message's fault: give the attempt back, but keep the lease, so
+            # the message waits for it to expire while other messages go ahead (a
+            # fault that only looks like database trouble cannot block the queue).
+            self._give_back_attempt(claim)
             log.warning("message.deferred", id=claim.id, stage=ctx.stage if ctx else "load",
                         error=_brief(exc))
             raise
@@ -168,7 +173,7 @@ class Worker:
             stage = ctx.stage if ctx else "load"
             error = f"{stage}: {type(exc).__name__}: {_brief(exc)}"
             if claim.attempts < self._processing.max_attempts:
-                self._release(claim, give_back_attempt=False, error=error)
+                self._release(claim, error=error)
                 log.warning("message.failed", id=claim.id, stage=stage, error=error,
                             attempts=claim.attempts)
                 return Outcome("failed", "pending", error)
@@ -199,7 +204,7 @@ class Worker:
     def _retrying(self, step: Callable[[Any], T], argument: Any) -> T:
         """Run ``step``, retrying database trouble with back-off (never the message's fault)."""
         retrying = Retrying(
-            retry=retry_if_exception_type(_TRANSIENT),
+            retry=retry_if_exception_type(_RETRYABLE),
             stop=stop_after_attempt(4),
             wait=wait_exponential(multiplier=0.1, max=2),
             before_sleep=before_sleep_log(_StdlibAdapter(), 30),  # type: ignore[arg-type]
@@ -244,12 +249,14 @@ class Worker:
         with self._engine.begin() as conn:
             self._finish(conn, claim.id, outcome, ctx=ctx)
 
-    def _release(self, claim: Claim, *, give_back_attempt: bool, error: str | None) -> None:
-        values: dict[str, object] = {"claimed_by": None, "claimed_until": None}
-        if give_back_attempt:
-            values["attempts"] = INBOUND.c.attempts - 1
-        if error is not None:
-            values["last_error"] = error[:2000]
+    def _release(self, claim: Claim, *, error: str) -> None:
+        """This attempt failed: record why and let the next claim retry at once."""
+        self._update_mine(claim, claimed_by=None, claimed_until=None, last_error=error[:2000])
+
+    def _give_back_attempt(self, claim: Claim) -> None:
+        self._update_mine(claim, attempts=INBOUND.c.attempts - 1)
+
+    def _update_mine(self, claim: Claim, **values: object) -> None:
         try:
             with self._engine.begin() as conn:
                 mine = (INBOUND.c.id == claim.id) & (INBOUND.c.claimed_by == self.identity)

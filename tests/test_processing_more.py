@@ -101,3 +101,41 @@ def test_parser_defects_are_recorded(tmp_path: Path, db_url: str) -> None:
         engine.dispose()
     assert row.status == "processed"
     assert row.defects and any("Boundary" in d for d in row.defects)
+
+
+def test_database_trouble_on_one_message_does_not_block_the_others(
+    tmp_path: Path, db_url: str, monkeypatch: Any
+) -> None:
+    """A message that keeps hitting database errors waits out its lease; others go ahead."""
+    import ingestd.worker
+    from ingestd.pipeline.stages.classify import classify_sender
+
+    path = _prepared(tmp_path, db_url, "from-unknown.eml", "new-ticket.eml")
+    settings = load_settings(path)
+
+    def flaky_classify(ctx: Any) -> Any:
+        # Stands in for a database fault that only looks transient (no real one
+        # can be summoned deterministically for one message).
+        if ctx.message.from_address == "zed@newco.example":
+            raise sa.exc.OperationalError("SELECT 1", {}, Exception("disk I/O error"))
+        return classify_sender(ctx)
+
+    decide = tuple((n, flaky_classify if n == "classify" else f)
+                   for n, f in ingestd.worker.DECIDE)
+    monkeypatch.setattr(ingestd.worker, "DECIDE", decide)
+    engine = make_engine(settings.database)
+    try:
+        worker = Worker(engine, settings, "w")
+        try:
+            worker.run_once()
+            raise AssertionError("the database error should reach the caller")
+        except sa.exc.OperationalError:
+            pass
+        done = worker.run_once()
+        assert done is not None and done[1].result == "ticket_created"
+        assert worker.run_once() is None  # the troubled one is leased, not claimable yet
+        first, second = inbound_rows(engine)
+    finally:
+        engine.dispose()
+    assert (first.status, first.attempts, first.claimed_by) == ("pending", 0, "w")
+    assert second.status == "processed"
