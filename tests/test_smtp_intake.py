@@ -177,3 +177,35 @@ def test_many_messages_in_one_session(daemon: Any) -> None:
             client.sendmail("alice@acme.example", ["support@example.com"],
                             SIMPLE.replace(b"<m1@", f"<m{i}x@".encode()))
     assert [r.message_id for r in daemon.rows()] == [f"<m{i}x@acme.example>" for i in range(5)]
+
+
+def test_connection_limits_answer_421(start_daemon: Any, tmp_path: Any, sqlite_url: str) -> None:
+    """Past max_connections_per_ip a new connection gets 421 4.7.0; a freed slot is reusable."""
+    from tests.conftest import base_config, write_config
+    from tests.support.waiting import wait_for
+
+    config = base_config(sqlite_url)
+    config["smtp"]["max_connections_per_ip"] = 2
+    daemon = start_daemon(write_config(tmp_path, config))
+    first = smtplib.SMTP("127.0.0.1", daemon.port, timeout=10)
+    second = smtplib.SMTP("127.0.0.1", daemon.port, timeout=10)
+    try:
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            smtplib.SMTP("127.0.0.1", daemon.port, timeout=10)
+        assert refused.value.smtp_code == 421
+        assert refused.value.smtp_error.startswith(b"4.7.0")
+        assert second.noop()[0] == 250  # the admitted sessions are unaffected
+    finally:
+        first.quit()
+
+    def third_admitted() -> bool:
+        try:
+            with smtplib.SMTP("127.0.0.1", daemon.port, timeout=10) as client:
+                return client.noop()[0] == 250
+        except smtplib.SMTPConnectError:
+            return False
+
+    assert wait_for(third_admitted, what="a slot freed by QUIT")
+    second.sendmail("alice@acme.example", ["support@example.com"], SIMPLE)
+    second.quit()
+    assert len(daemon.rows()) == 1

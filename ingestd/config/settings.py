@@ -49,6 +49,10 @@ class SmtpSettings(Settings):
     max_recipients: int = Field(default=50, ge=1, le=10_000)
     # RFC 5321 section 4.5.3.2.7: a server should wait at least 5 minutes for a command.
     timeout_seconds: float = Field(default=300, gt=0)
+    # Beyond these, a new connection gets 421 4.7.0 and is closed (RFC 5321 4.3.2:
+    # the client retries later). Bounds memory and file descriptors under floods.
+    max_connections: int = Field(default=500, ge=1, le=100_000)
+    max_connections_per_ip: int = Field(default=50, ge=1, le=100_000)
     # Messages that may share one intake commit; 1 turns group commit off.
     commit_batch_max: int = Field(default=200, ge=1, le=10_000)
 

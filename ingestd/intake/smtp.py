@@ -63,16 +63,65 @@ def _emit(method: Any, event: str, **fields: Any) -> None:
         method(event, **fields)
 
 
-class IngestSMTP(SMTP):
-    """aiosmtpd's SMTP with long lines allowed and enhanced codes on size errors."""
+REPLY_TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections, try again later\r\n"
 
-    def __init__(self, handler: Any, *, max_message_size: int, **kwargs: Any) -> None:
+
+class ConnectionLimits:
+    """Counts open SMTP connections, in all and per client address."""
+
+    def __init__(self, total: int, per_ip: int) -> None:
+        self._total, self._per_ip = total, per_ip
+        self._open = 0
+        self._by_ip: dict[str, int] = {}
+
+    def admit(self, ip: str) -> bool:
+        if self._open >= self._total or self._by_ip.get(ip, 0) >= self._per_ip:
+            return False
+        self._open += 1
+        self._by_ip[ip] = self._by_ip.get(ip, 0) + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self._open -= 1
+        left = self._by_ip.get(ip, 1) - 1
+        if left:
+            self._by_ip[ip] = left
+        else:
+            self._by_ip.pop(ip, None)
+
+
+class IngestSMTP(SMTP):
+    """aiosmtpd's SMTP with connection limits, long lines allowed and enhanced codes."""
+
+    def __init__(self, handler: Any, *, max_message_size: int, limits: ConnectionLimits,
+                 **kwargs: Any) -> None:
+        self._limits = limits
+        self._admitted_ip: str | None = None
         # Real mail has lines longer than 1,000 octets (HTML from some clients,
         # long base64 lines); refusing them bounces legitimate mail. The reader
         # limit must exceed the message limit so that the size check, with its
         # 552 5.3.4, is the one that fires.
         self.line_length_limit = max_message_size + 1024
         super().__init__(handler, data_size_limit=max_message_size, **kwargs)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        if not self._limits.admit(ip):
+            # Refused before aiosmtpd sees the connection: no session, no greeting.
+            _emit(log.warning, "smtp.connection_refused", peer=ip, reason="too many connections")
+            transport.write(REPLY_TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        self._admitted_ip = ip
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._admitted_ip is None:
+            return
+        self._limits.release(self._admitted_ip)
+        self._admitted_ip = None
+        super().connection_lost(error)
 
     async def push(self, status: str) -> None:
         await super().push(_REWRITES.get(status, status))
@@ -166,12 +215,14 @@ async def start_smtp_server(
 ) -> asyncio.Server:
     """Listen on ``settings.host:settings.port`` in the running loop."""
     handler = IntakeHandler(settings, addresses, committer)
+    limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_ip)
     loop = asyncio.get_running_loop()
 
     def factory() -> IngestSMTP:
         return IngestSMTP(
             handler,
             max_message_size=settings.max_message_size,
+            limits=limits,
             hostname=settings.hostname,
             ident=f"ingestd {__version__}",
             enable_SMTPUTF8=True,
