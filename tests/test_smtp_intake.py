@@ -209,3 +209,53 @@ def test_connection_limits_answer_421(start_daemon: Any, tmp_path: Any, sqlite_u
     second.sendmail("alice@acme.example", ["support@example.com"], SIMPLE)
     second.quit()
     assert len(daemon.rows()) == 1
+
+
+def test_eight_bit_and_nul_envelope_sender_is_stored(daemon: Any) -> None:
+    """An 8-bit or NUL-bearing MAIL FROM is stored (cleaned), never a 451 for the batch."""
+    with smtplib.SMTP("127.0.0.1", daemon.port, timeout=10) as client:
+        client.ehlo()
+        for sender in (b"j\xf6rg@x.example", b"a\x00b@x.example"):
+            client.send(b"MAIL FROM:<" + sender + b">\r\n")
+            assert client.getreply()[0] == 250
+            assert client.rcpt("support@example.com")[0] == 250
+            code, reply = client.data(SIMPLE)
+            assert code == 250, reply
+    senders = [r.envelope_from for r in daemon.rows()]
+    assert senders == ["j\ufffdrg@x.example", "ab@x.example"]
+
+
+def test_a_refused_message_does_not_fail_its_batch_mates(tmp_path: Any, sqlite_url: str) -> None:
+    """When a shared commit fails, the others are committed alone and only the bad one fails."""
+    import asyncio as aio
+
+    from ingestd.config.settings import DatabaseSettings
+    from ingestd.db.engine import make_engine
+    from ingestd.db.schema import ensure_schema
+    from ingestd.errors import StorageUnavailable
+    from ingestd.intake.store import GroupCommitter, NewMessage
+    from tests.conftest import inbound_rows
+
+    engine = make_engine(DatabaseSettings(url=sqlite_url))
+    ensure_schema(engine)
+    # A value no driver can store stands in for whatever a database may refuse.
+    bad = NewMessage(source="smtp", mailbox="support", raw=SIMPLE, peer="\udcff")
+    good = [NewMessage(source="smtp", mailbox="support", raw=SIMPLE + bytes([65 + i]))
+            for i in range(3)]
+
+    async def run() -> list[object]:
+        committer = GroupCommitter(engine)
+        committer.start()
+        try:
+            return await aio.gather(*(committer.submit(m) for m in [good[0], bad, *good[1:]]),
+                                    return_exceptions=True)
+        finally:
+            await committer.stop()
+
+    results = aio.run(run())
+    engine.dispose()
+    assert isinstance(results[1], StorageUnavailable)
+    assert all(isinstance(r, int) for i, r in enumerate(results) if i != 1)
+    engine = make_engine(DatabaseSettings(url=sqlite_url))
+    assert len(inbound_rows(engine)) == 3
+    engine.dispose()

@@ -56,8 +56,8 @@ class NewMessage:
             "source_key": f"sha256:{self.sha256}",
             "mailbox": self.mailbox,
             "also_mailboxes": list(self.also_mailboxes),
-            "envelope_from": self.envelope_from,
-            "envelope_to": list(self.envelope_to),
+            "envelope_from": envelope_text(self.envelope_from),
+            "envelope_to": [envelope_text(a) for a in self.envelope_to],
             "peer": self.peer,
             "message_id": message_id,
             "subject": subject,
@@ -67,6 +67,19 @@ class NewMessage:
             "attempts": 0,
             "raw": self.raw,
         }
+
+
+def envelope_text(value: str | None) -> str | None:
+    """An SMTP envelope address as text any database takes.
+
+    aiosmtpd hands 8-bit addresses over with surrogate escapes and lets NUL
+    through; neither can be stored (PostgreSQL refuses NUL in text), and one
+    such sender must not fail the commit it shares with others.
+    """
+    if value is None:
+        return None
+    raw = value.encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "replace").replace("\x00", "")[:2000]
 
 
 def store_messages(engine: Engine, messages: Sequence[NewMessage]) -> list[int]:
@@ -82,7 +95,8 @@ def store_messages(engine: Engine, messages: Sequence[NewMessage]) -> list[int]:
         with engine.begin() as conn:
             result = conn.execute(_INSERT, rows)
             ids = [row[0] for row in result]
-    except sa.exc.SQLAlchemyError as exc:
+    except (sa.exc.SQLAlchemyError, ValueError) as exc:
+        # ValueError covers a driver refusing a value (UnicodeEncodeError and kin).
         raise StorageUnavailable(f"database refused the write: {_first_line(exc)}") from exc
     return ids
 
@@ -96,9 +110,10 @@ class GroupCommitter:
     """Batches concurrent ``submit`` calls into shared commits.
 
     One writer task runs at a time: while a commit is in flight, new messages
-    queue up and go into the next commit together. A failed commit fails
-    every message in it (each sender gets 451 and retries); none of them is
-    half-stored, because the batch is one transaction.
+    queue up and go into the next commit together. A batch is one
+    transaction, so nothing is half-stored; when it fails, its messages are
+    committed one by one, so a message the database refuses costs only its own
+    sender a 451 (the database being down costs everyone one, as it must).
     """
 
     def __init__(
@@ -113,6 +128,7 @@ class GroupCommitter:
         # One thread: SQLite has one writer anyway, and commits stay in order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-commit")
         self.commits = 0
+        self._busy = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
@@ -120,7 +136,8 @@ class GroupCommitter:
     async def stop(self) -> None:
         """Finish the messages already submitted, then stop."""
         if self._task is not None:
-            while self._queue:
+            # A batch in flight must also finish, so its senders get their 250.
+            while self._queue or self._busy:
                 await asyncio.sleep(0.01)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -136,30 +153,40 @@ class GroupCommitter:
         return await future
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                messages = [m for m, _ in batch]
+                self._busy = True
                 try:
-                    ids = await loop.run_in_executor(
-                        self._executor, store_messages, self._engine, messages
-                    )
-                except Exception as exc:
-                    # Every message of a failed commit is unstored; each sender hears 451.
-                    error = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(
-                        f"commit failed: {type(exc).__name__}"
-                    )
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                self.commits += 1
-                if self._on_commit is not None:
-                    self._on_commit()
-                for (_, future), row_id in zip(batch, ids, strict=True):
-                    if not future.done():
-                        future.set_result(row_id)
+                    if not await self._commit(batch) and len(batch) > 1:
+                        # One bad message must not cost its batch-mates their 250:
+                        # commit each alone, so only the bad one hears 451.
+                        for entry in batch:
+                            await self._commit([entry])
+                finally:
+                    self._busy = False
+
+    async def _commit(self, batch: list[tuple[NewMessage, asyncio.Future[int]]]) -> bool:
+        """Commit ``batch``; a lone message's failure is set on its future."""
+        loop = asyncio.get_running_loop()
+        try:
+            ids = await loop.run_in_executor(
+                self._executor, store_messages, self._engine, [m for m, _ in batch]
+            )
+        except Exception as exc:
+            error = exc if isinstance(exc, StorageUnavailable) else StorageUnavailable(
+                f"commit failed: {type(exc).__name__}"
+            )
+            if len(batch) == 1 and not batch[0][1].done():
+                batch[0][1].set_exception(error)
+            return False
+        self.commits += 1
+        if self._on_commit is not None:
+            self._on_commit()
+        for (_, future), row_id in zip(batch, ids, strict=True):
+            if not future.done():
+                future.set_result(row_id)
+        return True
