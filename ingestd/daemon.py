@@ -17,7 +17,7 @@ from ingestd.db.schema import ensure_schema
 from ingestd.intake.recipients import MailboxAddresses
 from ingestd.intake.smtp import start_smtp_server
 from ingestd.intake.store import GroupCommitter
-from ingestd.worker import Worker, worker_identity
+from ingestd.worker import Worker, abandon_claim, worker_identity
 from ingestd.worker_pool import WorkerProcesses
 
 log = structlog.get_logger("ingestd.daemon")
@@ -45,7 +45,13 @@ async def run_until_stopped(
         processes: WorkerProcesses | None = None
         tasks: list[asyncio.Task[None]] = []
         if count and settings.processing.isolation == "process":
-            processes = WorkerProcesses(settings, count)
+            timeout = settings.processing.timeout_seconds
+
+            def on_timeout(message_id: int, identity: str, seconds: float) -> None:
+                abandon_claim(engine, message_id, identity,
+                              f"timeout: processing took longer than {timeout:g} s")
+
+            processes = WorkerProcesses(settings, count, on_timeout)
             on_commit = processes.notify
         else:
             tasks.extend(

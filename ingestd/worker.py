@@ -95,8 +95,8 @@ class Claim:
     raw: bytes
 
 
-def worker_identity(index: int = 0) -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{index}"
+def worker_identity(index: int = 0, pid: int | None = None) -> str:
+    return f"{socket.gethostname()}:{pid or os.getpid()}:{index}"
 
 
 class Worker:
@@ -287,3 +287,17 @@ class _StdlibAdapter:
 def _brief(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:500]
+
+
+def abandon_claim(engine: Engine, message_id: int, identity: str, error: str) -> None:
+    """A worker was killed holding a claim: record why and end its lease now.
+
+    The attempt stays counted, so a message that hangs every worker reaches
+    quarantine with this reason instead of waiting out a lease each time.
+    """
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(INBOUND)
+            .where(INBOUND.c.id == message_id, INBOUND.c.claimed_by == identity)
+            .values(last_error=error[:2000], claimed_until=utcnow())
+        )

@@ -17,7 +17,9 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from multiprocessing.context import SpawnProcess
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 
 import structlog
@@ -34,17 +36,34 @@ log = structlog.get_logger("ingestd.workers")
 _QUICK_DEATH_SECONDS = 5.0
 
 
-class WorkerProcesses:
-    """Starts, wakes, supervises and stops the worker processes."""
+# Called with (message id, worker identity, seconds) after a hung worker is killed.
+OnTimeout = Callable[[int, str, float], None]
 
-    def __init__(self, settings: IngestdSettings, count: int) -> None:
+
+class WorkerProcesses:
+    """Starts, wakes, supervises and stops the worker processes.
+
+    Each worker publishes, in shared memory, which message it is on and since
+    when; the supervisor kills one that exceeds ``processing.timeout_seconds``
+    (a message that makes the parser loop or crawl) and starts a replacement.
+    """
+
+    def __init__(self, settings: IngestdSettings, count: int,
+                 on_timeout: OnTimeout | None = None) -> None:
         # spawn, not fork: the parent runs an event loop and threads.
         self._context = multiprocessing.get_context("spawn")
         self._settings = settings
+        self._timeout = settings.processing.timeout_seconds
+        self._on_timeout = on_timeout
         self._stop = self._context.Event()
         self._wakes = [self._context.Event() for _ in range(count)]
+        self._busy_since: list[Synchronized[float]] = [
+            self._context.Value("d", 0.0, lock=False) for _ in range(count)]
+        self._busy_with: list[Synchronized[int]] = [
+            self._context.Value("q", 0, lock=False) for _ in range(count)]
         self._processes: list[SpawnProcess | None] = [None] * count
         self._started_at = [0.0] * count
+        self._timed_out = [False] * count
         self.restarts = 0
 
     def start(self) -> None:
@@ -54,10 +73,12 @@ class WorkerProcesses:
     def _spawn(self, index: int) -> None:
         process = self._context.Process(
             target=run_worker_process,
-            args=(self._settings, index, self._wakes[index], self._stop, os.getpid()),
+            args=(self._settings, index, self._wakes[index], self._stop, os.getpid(),
+                  self._busy_since[index], self._busy_with[index]),
             name=f"ingestd-worker-{index}",
             daemon=True,
         )
+        self._busy_since[index].value = 0.0
         process.start()
         self._processes[index] = process
         self._started_at[index] = time.monotonic()
@@ -76,9 +97,14 @@ class WorkerProcesses:
             if stop.is_set():
                 return
             for index, process in enumerate(self._processes):
-                if process is None or process.is_alive():
+                if process is not None and process.is_alive():
+                    await self._check_timeout(index, process)
                     continue
-                quick = time.monotonic() - self._started_at[index] < _QUICK_DEATH_SECONDS
+                if process is None:
+                    continue
+                quick = (time.monotonic() - self._started_at[index] < _QUICK_DEATH_SECONDS
+                         and not self._timed_out[index])
+                self._timed_out[index] = False
                 log.error("worker.died", worker=index, pid=process.pid,
                           exitcode=process.exitcode, restarting_in=2.0 if quick else 0.0)
                 self._processes[index] = None
@@ -87,6 +113,21 @@ class WorkerProcesses:
                 if not stop.is_set():
                     self.restarts += 1
                     self._spawn(index)
+
+    async def _check_timeout(self, index: int, process: SpawnProcess) -> None:
+        since = self._busy_since[index].value
+        if not since or time.time() - since <= self._timeout:
+            return
+        message_id = self._busy_with[index].value
+        seconds = round(time.time() - since, 1)
+        log.error("worker.timeout", worker=index, pid=process.pid, message=message_id,
+                  seconds=seconds)
+        process.kill()
+        await asyncio.to_thread(process.join, 5)
+        self._timed_out[index] = True
+        if self._on_timeout is not None and process.pid is not None:
+            identity = worker_identity(index, process.pid)
+            await asyncio.to_thread(self._on_timeout, message_id, identity, seconds)
 
     async def stop(self, timeout: float = 60.0) -> None:
         """Ask every worker to finish its message and exit; kill what does not."""
@@ -104,7 +145,8 @@ class WorkerProcesses:
 
 
 def run_worker_process(
-    settings: IngestdSettings, index: int, wake: Event, stop: Event, parent_pid: int
+    settings: IngestdSettings, index: int, wake: Event, stop: Event, parent_pid: int,
+    busy_since: Synchronized[float], busy_with: Synchronized[int],
 ) -> None:
     """The body of one worker process."""
     # The parent owns Ctrl-C and SIGTERM; a worker finishes its message and leaves.
@@ -125,7 +167,15 @@ def run_worker_process(
         while not (stopping or stop.is_set()) and os.getppid() == parent_pid:
             wake.clear()
             try:
-                done = worker.run_once()
+                claim = worker.claim()
+                if claim is not None:
+                    busy_with.value = claim.id
+                    busy_since.value = time.time()
+                    try:
+                        worker.process(claim)
+                    finally:
+                        busy_since.value = 0.0
+                done = claim
                 failures = 0
             except Exception as exc:
                 failures += 1

@@ -74,6 +74,8 @@ BAD_CONFIGS = [
             addresses: [b@example.com]
         """),
      [(4, "mailboxes[1].name", "already used")]),
+    ("timeout not within lease", "processing:\n  timeout_seconds: 400\n",
+     [(1, "processing", "must be shorter than lease_seconds")]),
     ("invalid yaml", "smtp:\n  port: [1, 2\n", [(None, "", "invalid YAML")]),
     ("duplicate key", "smtp:\n  port: 1\n  port: 2\n", [(3, "smtp.port", "twice")]),
     ("top level list", "- a\n- b\n", [(1, "", "must be a mapping")]),

@@ -40,7 +40,8 @@ def _listening(port: int) -> bool:
 class Instance:
     def __init__(self, tmp_path: Path, name: str, db_url: str, script: list[str]) -> None:
         self.port = free_port()
-        config = processing_config(db_url, workers=2, lease_seconds=2, isolation="process")
+        config = processing_config(db_url, workers=2, lease_seconds=4, timeout_seconds=3,
+                                   isolation="process")
         config["smtp"]["port"] = self.port
         config["logging"] = {"level": "info", "format": "json"}
         directory = tmp_path / name

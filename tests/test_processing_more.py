@@ -139,3 +139,20 @@ def test_database_trouble_on_one_message_does_not_block_the_others(
         engine.dispose()
     assert (first.status, first.attempts, first.claimed_by) == ("pending", 0, "w")
     assert second.status == "processed"
+
+
+def test_huge_hostile_html_is_not_rendered(tmp_path: Path) -> None:
+    """2 MB of nested HTML keeps its text and skips the super-linear sanitiser (fast)."""
+    import time
+
+    from ingestd.config.settings import ProcessingLimits
+    from ingestd.pipeline.stages.parse import parse_message
+
+    html = "<div>" * 200_000 + "hello" + "</div>" * 200_000
+    raw = ("From: a@b.example\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: text/html\r\n\r\n" + html).encode()
+    started = time.perf_counter()
+    parsed = parse_message(raw, ProcessingLimits())
+    assert time.perf_counter() - started < 5
+    assert parsed.text.strip() == "hello" and parsed.html is None
+    assert parsed.defects == ("HTML body of 2200005 characters not rendered",)

@@ -22,7 +22,8 @@ from tests.support.waiting import wait_for
 
 def _setup(tmp_path: Path, db_url: str, marker: str, max_attempts: int,
            isolation: str = "thread") -> tuple[Path, Any]:
-    config = processing_config(db_url, lease_seconds=1, max_attempts=max_attempts,
+    config = processing_config(db_url, lease_seconds=3, timeout_seconds=2,
+                               max_attempts=max_attempts,
                                isolation=isolation)
     path = write_config(tmp_path, config)
     raw = (FIXTURES / "new-ticket.eml").read_bytes().replace(
@@ -133,3 +134,28 @@ def test_poison_message_quarantined_while_daemon_serves(tmp_path: Path, db_url: 
     finally:
         _stop(daemon)
         engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_hung_worker_is_killed_and_the_message_quarantined(tmp_path: Path, db_url: str) -> None:
+    """A message that hangs its worker past timeout_seconds: worker killed, others go on."""
+    config = processing_config(db_url, lease_seconds=30, timeout_seconds=1, max_attempts=2,
+                               isolation="process")
+    path = write_config(tmp_path, config)
+    hang = tmp_path / "hang.eml"
+    hang.write_bytes((FIXTURES / "new-ticket.eml").read_bytes().replace(
+        b"Subject:", b"X-Test-Hang: yes\r\nSubject:", 1))
+    assert main(["ingest", "--no-process", "--config", str(path), "--mailbox", "support",
+                 str(hang), str(FIXTURES / "from-unknown.eml")]) == 0
+    engine = make_engine(load_settings(path).database)
+    daemon = _start(path, tmp_path)
+    try:
+        rows = wait_for(lambda: (r := inbound_rows(engine))[0].status == "quarantined"
+                        and r[1].status == "processed" and r, timeout=90,
+                        what="hung message quarantined, the other processed")
+        assert daemon.poll() is None
+    finally:
+        _stop(daemon)
+        engine.dispose()
+    assert rows[0].reason == "attempts: timeout: processing took longer than 1 s"
+    assert "worker.timeout" in (tmp_path / "daemon.log").read_text()

@@ -153,9 +153,22 @@ class ProcessingSettings(Settings):
     max_attempts: int = Field(default=5, ge=1, le=100)
     # A claimed row whose worker died becomes claimable again after this.
     lease_seconds: float = Field(default=300, ge=1)
+    # A worker process busy longer than this on one message is killed and the
+    # message retried (counted as an attempt). Must be shorter than the lease,
+    # or another worker could claim the message while the first still runs.
+    timeout_seconds: float = Field(default=120, ge=0.1)
     # How often idle workers look for pending rows intake did not announce.
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     limits: ProcessingLimits = ProcessingLimits()
+
+    @model_validator(mode="after")
+    def _timeout_within_lease(self) -> ProcessingSettings:
+        if self.timeout_seconds >= self.lease_seconds:
+            raise ValueError(
+                f"timeout_seconds ({self.timeout_seconds:g}) must be shorter than "
+                f"lease_seconds ({self.lease_seconds:g})"
+            )
+        return self
 
     @property
     def worker_count(self) -> int:

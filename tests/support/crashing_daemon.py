@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import ingestd.worker
@@ -29,6 +30,8 @@ def _die() -> None:
 
 
 def killing_parse(ctx: MessageContext) -> Outcome | None:
+    if b"X-Test-Hang: yes" in ctx.raw:
+        time.sleep(3600)
     if b"X-Test-Kill: always" in ctx.raw:
         _die()
     if b"X-Test-Kill: once" in ctx.raw:

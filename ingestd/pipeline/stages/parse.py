@@ -33,6 +33,8 @@ from ingestd.intake.headers import header_block
 from ingestd.pipeline.context import MessageContext, Outcome
 from ingestd.pipeline.parsed import ParsedAttachment, ParsedMessage
 
+MAX_HTML_CHARS = 1_000_000
+_TAG = re.compile(r"<[^>]{0,10000}>")
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
                      *(f"LPT{i}" for i in range(1, 10))}
@@ -170,11 +172,19 @@ def _build(tree: Message, parsed: Any, leaves: list[_Leaf]) -> ParsedMessage:
                   if t and part.get_content_type() == "text/html"]
     text = "\n".join(clean_text(t) for part, t in bodies
                      if t and part.get_content_type() == "text/plain")
+    html_source = "\n".join(html_parts)
+    if len(html_source) > MAX_HTML_CHARS:
+        # The sanitiser and the HTML-to-text step are super-linear on hostile
+        # markup (deep nesting); past this size, keep the text and drop the HTML.
+        defects.append(f"HTML body of {len(html_source)} characters not rendered")
+        if not text.strip():
+            text = clean_text(_TAG.sub(" ", html_source))
+        html_parts, html_source = [], ""
     if not text.strip() and html_parts:
-        text = clean_text(inscriptis.get_text("\n".join(html_parts)))
+        text = clean_text(inscriptis.get_text(html_source))
     if not text.strip() and not html_parts:
         text = _forwarded_text(leaves)
-    html = sanitise_html("\n".join(html_parts)) if html_parts else None
+    html = sanitise_html(html_source) if html_parts else None
     return ParsedMessage(
         subject=clean_text(parsed.subject or "").replace("\r", " ").replace("\n", " ").strip(),
         from_address=address,
