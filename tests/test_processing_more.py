@@ -156,3 +156,28 @@ def test_huge_hostile_html_is_not_rendered(tmp_path: Path) -> None:
     assert time.perf_counter() - started < 5
     assert parsed.text.strip() == "hello" and parsed.html is None
     assert parsed.defects == ("HTML body of 2200005 characters not rendered",)
+
+
+def test_parser_edge_cases_found_in_review() -> None:
+    """Non-text codecs decode with replacement; 8-bit Message-IDs stay distinct; limits hold."""
+    import pytest
+
+    from ingestd.config.settings import ProcessingLimits
+    from ingestd.errors import LimitExceeded
+    from ingestd.pipeline.stages.parse import parse_message
+
+    limits = ProcessingLimits()
+    for charset in ("idna", "punycode", "undefined"):
+        raw = (f"From: a@b.example\r\nContent-Type: text/plain; charset={charset}\r\n\r\n"
+               "hello \xe9\r\n").encode("latin-1")
+        assert parse_message(raw, limits).text.startswith("hello ")
+    ids = {parse_message(b"From: a@b.example\r\nMessage-ID: <order-" + c + b"@x>\r\n\r\nx\r\n",
+                         limits).message_id for c in (b"\xe4", b"\xfc", "ä".encode())}
+    assert ids == {"<order-ä@x>", "<order-ü@x>"}
+    with pytest.raises(LimitExceeded, match="header-bytes"):
+        parse_message(b"From: a@b.example\r\nX: " + b"a" * 300_000 + b"\r\n\r\nbody", limits)
+    nested = b"Content-Type: text/plain\r\n\r\nx\r\n"
+    for _ in range(40):
+        nested = b"Content-Type: message/rfc822\r\n\r\n" + nested
+    with pytest.raises(LimitExceeded, match="depth"):
+        parse_message(b"From: a@b.example\r\n" + nested, limits)

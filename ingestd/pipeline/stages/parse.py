@@ -29,12 +29,12 @@ import nh3
 
 from ingestd.config.settings import ProcessingLimits
 from ingestd.errors import LimitExceeded
-from ingestd.intake.headers import header_block
 from ingestd.pipeline.context import MessageContext, Outcome
 from ingestd.pipeline.parsed import ParsedAttachment, ParsedMessage
 
 MAX_HTML_CHARS = 1_000_000
 _TAG = re.compile(r"<[^>]{0,10000}>")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
                      *(f"LPT{i}" for i in range(1, 10))}
@@ -66,7 +66,7 @@ class _LenientMessage(Message):
 
 
 def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
-    if len(header_block(raw)) > limits.max_header_bytes:
+    if _header_length(raw, limits.max_header_bytes) > limits.max_header_bytes:
         raise LimitExceeded("header-bytes")
     try:
         tree = BytesParser(_class=_LenientMessage, policy=compat32).parsebytes(raw)
@@ -117,7 +117,9 @@ def _part_text(part: Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, "replace")
-    except LookupError:
+    except (LookupError, UnicodeError, ValueError):
+        # Unknown charsets, and codecs such as idna or punycode that are not text
+        # encodings and fail whatever the error handler.
         return payload.decode("utf-8", "replace")
 
 
@@ -129,25 +131,30 @@ def _check_shape(tree: Message, limits: ProcessingLimits) -> list[_Leaf]:
 
     A message/* part (an attached or forwarded message, a digest entry, a
     bounce's copy of the original) is one part: what is inside belongs to that
-    message, not to this one (RFC 8621 4.1.4), so the walk stops there, as it
-    already did for a message/rfc822 with a filename.
+    message, not to this one (RFC 8621 4.1.4), so the leaves stop there. The
+    limits still count what is inside: an enclosed message is no cheaper to
+    store and show than the same parts at the top.
     """
     leaves: list[_Leaf] = []
     count = 0
-    stack: list[tuple[Message, int, int]] = [(tree, 1, 0)]
+    # (part, depth, index among siblings, whether it is one of this message's leaves)
+    stack: list[tuple[Message, int, int, bool]] = [(tree, 1, 0, True)]
     while stack:
-        part, depth, index = stack.pop()
+        part, depth, index, own = stack.pop()
         count += 1
         if count > limits.max_parts:
             raise LimitExceeded("parts")
         if depth > limits.max_depth:
             raise LimitExceeded("depth")
         _strip_transfer_encoding(part)
-        payload = part.get_payload()
-        if isinstance(payload, list) and part.get_content_maintype() != "message":
-            stack.extend((child, depth + 1, i) for i, child in reversed(list(enumerate(payload))))
-        else:
+        payload = _payload(part)
+        enclosed = part.get_content_maintype() == "message"
+        if own and (not isinstance(payload, list) or enclosed):
             leaves.append((part, index))
+        if isinstance(payload, list):
+            inside = own and not enclosed
+            stack.extend((child, depth + 1, i, inside)
+                         for i, child in reversed(list(enumerate(payload))))
     return leaves
 
 
@@ -192,9 +199,9 @@ def _build(tree: Message, parsed: Any, leaves: list[_Leaf]) -> ParsedMessage:
         to=tuple(clean_text(a).lower() for _, a in parsed.to or () if a),
         cc=tuple(clean_text(a).lower() for _, a in parsed.cc or () if a),
         date=_date(tree.get("Date")),
-        message_id=_first_id(tree.get("Message-ID")),
-        in_reply_to=_ids(tree.get_all("In-Reply-To") or ()),
-        references=_ids(tree.get_all("References") or ()),
+        message_id=_first_id(next(iter(_raw_header(tree, "message-id")), None)),
+        in_reply_to=_ids(_raw_header(tree, "in-reply-to")),
+        references=_ids(_raw_header(tree, "references")),
         text=text,
         html=html,
         attachments=tuple(a for part, i in leaves if (a := _attachment(part, i)) is not None),
@@ -219,10 +226,45 @@ def sanitise_html(html: str) -> str:
     return nh3.clean(html, attribute_filter=keep, url_schemes={"http", "https", "mailto", "cid"})
 
 
+def _payload(part: Message) -> Any:
+    """The payload, without the charset decoding that fails for codecs like idna."""
+    try:
+        return part.get_payload()
+    except (LookupError, UnicodeError, ValueError):
+        return part.get_payload(decode=True) or b""
+
+
+def _raw_header(tree: Message, name: str) -> list[str]:
+    """Header values as parsed, before the policy replaces 8-bit bytes."""
+    return [value for key, value in tree.raw_items() if key.lower() == name]
+
+
+def _header_length(raw: bytes, limit: int) -> int:
+    """Bytes before the blank line ending the header block, looking at most ``limit + 1``."""
+    end = _HEADER_END.search(raw, 0, limit + 5)
+    return end.start() if end else min(len(raw), limit + 1)
+
+
+def _id_text(value: object) -> str:
+    """A Message-ID header as text, keeping distinct 8-bit ids distinct.
+
+    The parser hands 8-bit bytes over as surrogate escapes; replacing them
+    would make <order-ä@x> and <order-ü@x> one id (and one a "duplicate"),
+    so bytes that are not UTF-8 are read as Latin-1, which maps every byte
+    to its own character.
+    """
+    raw = str(value).encode("utf-8", "surrogateescape")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return text.replace("\x00", "")
+
+
 def _ids(values: Any) -> tuple[str, ...]:
     found: list[str] = []
     for value in values:
-        for mid in _MESSAGE_ID.findall(clean_text(value)):
+        for mid in _MESSAGE_ID.findall(_id_text(value)):
             if mid not in found:
                 found.append(mid)
     return tuple(found)
@@ -234,7 +276,7 @@ def _first_id(value: object) -> str | None:
     ids = _ids([value])
     if ids:
         return ids[0]
-    text = clean_text(value).strip()
+    text = _id_text(value).strip()
     return text[:998] or None
 
 
@@ -263,7 +305,7 @@ def _forwarded_text(leaves: list[_Leaf]) -> str:
     of a message whose only content is one.
     """
     for part, _ in leaves:
-        payload = part.get_payload()
+        payload = _payload(part)
         if part.get_content_type() != "message/rfc822" or not isinstance(payload, list):
             continue
         inner = [p for p in payload[0].walk() if not p.is_multipart()] if payload else []
@@ -293,7 +335,7 @@ def _is_body(part: Message, index: int) -> bool:
 
 def _attachment(part: Message, index: int) -> ParsedAttachment | None:
     content_type = part.get_content_type()
-    payload = part.get_payload()
+    payload = _payload(part)
     if content_type in _BODY_TYPES and _is_body(part, index):
         return None
     if (part.get_content_maintype() == "multipart" and not isinstance(payload, list)
