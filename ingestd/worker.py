@@ -11,6 +11,7 @@ commit in one transaction, guarded by the lease: a worker that lost its lease
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -95,8 +96,9 @@ class Claim:
     raw: bytes
 
 
-def worker_identity(index: int = 0, pid: int | None = None) -> str:
-    return f"{socket.gethostname()}:{pid or os.getpid()}:{index}"
+def worker_identity(index: int = 0) -> str:
+    """host:pid:index:random — unique even where containers share host names and pids."""
+    return f"{socket.gethostname()}:{os.getpid()}:{index}:{secrets.token_hex(4)}"
 
 
 class Worker:
@@ -285,7 +287,8 @@ class _StdlibAdapter:
 
 
 def _brief(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    # Error texts can quote message content; keep them storable (no NUL).
+    text = str(getattr(exc, "orig", None) or exc).replace("\x00", "").strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:500]
 
 

@@ -64,6 +64,7 @@ class WorkerProcesses:
         self._processes: list[SpawnProcess | None] = [None] * count
         self._started_at = [0.0] * count
         self._timed_out = [False] * count
+        self._identities = [""] * count
         self.restarts = 0
 
     def start(self) -> None:
@@ -71,10 +72,12 @@ class WorkerProcesses:
             self._spawn(index)
 
     def _spawn(self, index: int) -> None:
+        # Chosen here, so the supervisor knows whose claim to end after a timeout.
+        self._identities[index] = worker_identity(index)
         process = self._context.Process(
             target=run_worker_process,
-            args=(self._settings, index, self._wakes[index], self._stop, os.getpid(),
-                  self._busy_since[index], self._busy_with[index]),
+            args=(self._settings, self._identities[index], self._wakes[index], self._stop,
+                  os.getpid(), self._busy_since[index], self._busy_with[index]),
             name=f"ingestd-worker-{index}",
             daemon=True,
         )
@@ -125,9 +128,9 @@ class WorkerProcesses:
         process.kill()
         await asyncio.to_thread(process.join, 5)
         self._timed_out[index] = True
-        if self._on_timeout is not None and process.pid is not None:
-            identity = worker_identity(index, process.pid)
-            await asyncio.to_thread(self._on_timeout, message_id, identity, seconds)
+        if self._on_timeout is not None:
+            await asyncio.to_thread(self._on_timeout, message_id, self._identities[index],
+                                    seconds)
 
     async def stop(self, timeout: float = 60.0) -> None:
         """Ask every worker to finish its message and exit; kill what does not."""
@@ -145,7 +148,7 @@ class WorkerProcesses:
 
 
 def run_worker_process(
-    settings: IngestdSettings, index: int, wake: Event, stop: Event, parent_pid: int,
+    settings: IngestdSettings, identity: str, wake: Event, stop: Event, parent_pid: int,
     busy_since: Synchronized[float], busy_with: Synchronized[int],
 ) -> None:
     """The body of one worker process."""
@@ -160,7 +163,7 @@ def run_worker_process(
     signal.signal(signal.SIGTERM, on_term)
     configure_logging(settings.logging)
     engine = make_engine(settings.database)
-    worker = Worker(engine, settings, worker_identity(index))
+    worker = Worker(engine, settings, identity)
     poll = settings.processing.poll_interval_seconds
     failures = 0
     try:

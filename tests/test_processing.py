@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import FIXTURES as FIXTURES_DIR
+
 
 def test_new_ticket_from_known_user(env: Any) -> None:
     """A message without tag or thread makes an open ticket for the sender's user."""
@@ -250,3 +252,19 @@ def test_charsets_calendar_and_forwards(env: Any) -> None:
     forward = env.ticket(env.deliver("forward-only.eml").ticket_id)["actions"][0]
     assert forward["body_text"].strip() == "The line will be down tonight."
     assert [a["content_type"] for a in forward["attachments"]] == ["message/rfc822"]
+
+
+def test_out_of_range_tag_and_overlong_from(env: Any) -> None:
+    """A tag beyond the id range names no ticket; an absurdly long From creates no user."""
+    raw = (FIXTURES_DIR / "tag-no-ticket.eml").read_bytes().replace(b"[ID:999]",
+                                                                     b"[ID:99999999999]")
+    row = env.deliver("tag-no-ticket.eml", raw=raw)
+    assert row.status == "processed"
+    assert row.reason == "new ticket: tag [ID:99999999999] names no ticket"
+    long_from = (FIXTURES_DIR / "from-unknown.eml").read_bytes().replace(
+        b"zed@newco.example", b"z" * 400 + b"@newco.example")
+    users = env.count("users")
+    row = env.deliver("from-unknown.eml", raw=long_from)
+    assert row.status == "processed"
+    assert env.count("users") == users
+    assert env.ticket(row.ticket_id)["actions"][0]["sender_kind"] == "unknown"

@@ -174,6 +174,10 @@ def _build(tree: Message, parsed: Any, leaves: list[_Leaf]) -> ParsedMessage:
     address = clean_text(address).strip().lower() or None
     if address is not None and "@" not in address:
         defects.append(f"From address without @: {address[:100]}")
+    if address is not None and len(address) > 254:
+        # RFC 5321 caps a path at 256 octets; nothing this long names a real sender.
+        defects.append(f"From address of {len(address)} characters ignored")
+        address = None
     bodies = [(part, _part_text(part)) for part, index in leaves if _is_body(part, index)]
     html_parts = [clean_text(t) for part, t in bodies
                   if t and part.get_content_type() == "text/html"]

@@ -7,10 +7,16 @@ import sqlalchemy as sa
 from ingestd.db.tables import ACTIONS, TICKETS
 from ingestd.pipeline.context import MessageContext, Outcome
 
+_MAX_TICKET_ID = 2**31 - 1
+
 
 def find_tagged_ticket(ctx: MessageContext) -> Outcome | None:
     """A tag naming an existing ticket decides; a tag naming none means a new ticket."""
     if ctx.tag is None:
+        return None
+    if ctx.tag.ticket_id > _MAX_TICKET_ID:
+        # Outside the id column's range (PostgreSQL would refuse the query).
+        ctx.notes.append(f"new ticket: tag {ctx.tag.text} names no ticket")
         return None
     found = ctx.db.execute(
         sa.select(TICKETS.c.id).where(TICKETS.c.id == ctx.tag.ticket_id)
