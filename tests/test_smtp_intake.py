@@ -259,3 +259,14 @@ def test_a_refused_message_does_not_fail_its_batch_mates(tmp_path: Any, sqlite_u
     engine = make_engine(DatabaseSettings(url=sqlite_url))
     assert len(inbound_rows(engine)) == 3
     engine.dispose()
+
+
+def test_long_command_line_is_refused_without_buffering_it(daemon: Any) -> None:
+    """A 2 MB command line gets 500 (read past, not buffered); the session goes on."""
+    with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+        client.ehlo()
+        client.send(b"MAIL FROM:<" + b"a" * 2_000_000 + b"@x.example>\r\n")
+        code, reply = client.getreply()
+        assert code == 500 and b"too long" in reply
+        client.sendmail("alice@acme.example", ["support@example.com"], SIMPLE)
+    assert len(daemon.rows()) == 1

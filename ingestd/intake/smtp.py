@@ -63,6 +63,8 @@ def _emit(method: Any, event: str, **fields: Any) -> None:
         method(event, **fields)
 
 
+# Reader buffer while reading commands (aiosmtpd's command limit is 512 octets).
+_COMMAND_BUFFER = 64 * 1024
 REPLY_TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections, try again later\r\n"
 
 
@@ -103,6 +105,14 @@ class IngestSMTP(SMTP):
         # 552 5.3.4, is the one that fires.
         self.line_length_limit = max_message_size + 1024
         super().__init__(handler, data_size_limit=max_message_size, **kwargs)
+        # ...but only while reading DATA: a command line needs no more than this,
+        # and the reader buffers up to its limit per connection before refusing.
+        self._data_line_limit = self.line_length_limit
+
+    def _cb_client_connected(self, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        super()._cb_client_connected(reader, writer)
+        reader._limit = _COMMAND_BUFFER  # type: ignore[attr-defined]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
@@ -122,6 +132,13 @@ class IngestSMTP(SMTP):
         self._limits.release(self._admitted_ip)
         self._admitted_ip = None
         super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self._reader._limit = self._data_line_limit  # type: ignore[attr-defined]
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._reader._limit = _COMMAND_BUFFER  # type: ignore[attr-defined]
 
     async def push(self, status: str) -> None:
         await super().push(_REWRITES.get(status, status))
