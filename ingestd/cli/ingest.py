@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Engine
 
@@ -25,6 +26,8 @@ from ingestd.cli.common import (
     settings_from,
 )
 from ingestd.config.settings import IngestdSettings
+from ingestd.db.engine import read_only
+from ingestd.db.tables import INBOUND
 from ingestd.errors import StorageUnavailable
 from ingestd.intake.files import FileMessage, Refusal, expand_paths, split_input
 from ingestd.intake.store import NewMessage, store_messages
@@ -136,6 +139,20 @@ def _process(engine: Engine, settings: IngestdSettings, results: list[InputResul
     by_id = {r.id: r for r in results if r.outcome == "stored" and r.id is not None}
     for result in by_id.values():
         result.processed = "pending"
+    _run_worker(engine, settings, by_id)
+    # What this run did not settle itself: a daemon's worker may have processed it,
+    # or the claim quarantined it (attempts used up); report what the log says.
+    unsettled = [i for i, r in by_id.items() if r.processed == "pending"]
+    if unsettled:
+        with read_only(engine) as conn:
+            for row in conn.execute(sa.select(INBOUND.c.id, INBOUND.c.status, INBOUND.c.ticket_id)
+                                    .where(INBOUND.c.id.in_(unsettled))):
+                by_id[row.id].processed = row.status
+                by_id[row.id].ticket_id = row.ticket_id
+
+
+def _run_worker(engine: Engine, settings: IngestdSettings,
+                by_id: dict[int, InputResult]) -> None:
     worker = Worker(engine, settings, worker_identity())
     remaining = sorted(by_id)
     while remaining:
@@ -172,7 +189,9 @@ def _inputs(paths: list[str]) -> Iterator[FileMessage | Refusal | InputResult]:
         yield from split_input(str(path), data)
 
 
-PROCESSED = ("ticket_created", "action_added", "duplicate", "ignored", "quarantined", "pending")
+# "processed": settled by another worker (a running daemon) while this run worked.
+PROCESSED = ("ticket_created", "action_added", "processed", "duplicate", "ignored",
+             "quarantined", "pending")
 
 
 def _report(results: list[InputResult], as_json: bool) -> int:
