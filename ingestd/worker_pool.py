@@ -165,6 +165,7 @@ def run_worker_process(
     engine = make_engine(settings.database)
     worker = Worker(engine, settings, identity)
     poll = settings.processing.poll_interval_seconds
+    log.info("worker.ready", worker=identity, pid=os.getpid())
     failures = 0
     try:
         while not (stopping or stop.is_set()) and os.getppid() == parent_pid:

@@ -56,14 +56,19 @@ class Instance:
                 [sys.executable, *script, "run", "--config", str(path)],
                 stdout=out, stderr=subprocess.DEVNULL, env=env, cwd=directory,
                 start_new_session=True)
-        wait_for(lambda: self.proc.poll() is not None or _listening(self.port), timeout=30,
-                 what=f"{name} listening")
+        # Listening, and its worker processes up (they start after the port opens).
+        wait_for(lambda: self.proc.poll() is not None
+                 or (_listening(self.port) and self._count('"event": "worker.ready"') == 2),
+                 timeout=60, what=f"{name} listening with its workers ready")
         assert self.proc.poll() is None, f"{name} exited with {self.proc.returncode}"
+
+    def _count(self, fragment: str) -> int:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return sum(fragment in line for line in lines)
 
     def processed(self) -> int:
         """How many message.processed events this instance logged."""
-        lines = self.log.read_text(errors="replace").splitlines()
-        return sum('"event": "message.processed"' in line for line in lines)
+        return self._count('"event": "message.processed"')
 
     def stop(self) -> int | None:
         if self.proc.poll() is None:
