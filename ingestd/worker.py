@@ -31,7 +31,7 @@ from tenacity import (
 )
 
 from ingestd.config.settings import IngestdSettings
-from ingestd.db.engine import processing_engine
+from ingestd.db.engine import is_postgres, processing_engine
 from ingestd.db.models import utcnow
 from ingestd.db.tables import INBOUND
 from ingestd.errors import LimitExceeded, StorageUnavailable, TemporaryError
@@ -76,6 +76,7 @@ _FINISH = (
         defects=sa.bindparam("b_defects", type_=INBOUND.c.defects.type),
     )
 )
+_DB_NOW = sa.select(sa.func.now())
 # Only while this worker still holds the lease.
 _FINISH_MINE = _FINISH.where(INBOUND.c.claimed_by == sa.bindparam("b_me"))
 
@@ -124,8 +125,8 @@ class Worker:
         if self._postgres:
             query = query.with_for_update(skip_locked=True)
         while True:
-            now = self._clock()
             with self._engine.begin() as conn:
+                now = self._now(conn)
                 row = conn.execute(query, {"b_now": now, "b_ids": list(only_ids or ())}).first()
                 if row is None:
                     return None
@@ -142,6 +143,12 @@ class Worker:
                 })
                 return Claim(row.id, row.attempts + 1, row.mailbox, row.source_key,
                              bool(row.skip_dedupe), bytes(row.raw))
+
+    def _now(self, conn: sa.Connection) -> datetime:
+        """Lease time: on a shared PostgreSQL the database's clock, one for every host."""
+        if self._postgres:
+            return conn.execute(_DB_NOW).scalar_one()  # type: ignore[no-any-return]
+        return self._clock()
 
     # --- processing ----------------------------------------------------------------
 
@@ -302,5 +309,6 @@ def abandon_claim(engine: Engine, message_id: int, identity: str, error: str) ->
         conn.execute(
             sa.update(INBOUND)
             .where(INBOUND.c.id == message_id, INBOUND.c.claimed_by == identity)
-            .values(last_error=error[:2000], claimed_until=utcnow())
+            .values(last_error=error[:2000],
+                    claimed_until=sa.func.now() if is_postgres(engine) else utcnow())
         )

@@ -181,3 +181,23 @@ def test_parser_edge_cases_found_in_review() -> None:
         nested = b"Content-Type: message/rfc822\r\n\r\n" + nested
     with pytest.raises(LimitExceeded, match="depth"):
         parse_message(b"From: a@b.example\r\n" + nested, limits)
+
+
+def test_leases_use_the_database_clock_on_postgresql(tmp_path: Path, pg_server: Any) -> None:
+    """A host whose clock runs an hour ahead cannot take over a live lease on PostgreSQL."""
+    from datetime import timedelta
+
+    from ingestd.db.models import utcnow
+    from tests.conftest import new_pg_database
+
+    path = _prepared(tmp_path, new_pg_database(pg_server), "new-ticket.eml")
+    settings = load_settings(path)
+    engine = make_engine(settings.database)
+    try:
+        honest = Worker(engine, settings, "honest")
+        assert honest.claim() is not None
+        ahead = Worker(engine, settings, "ahead", clock=lambda: utcnow() + timedelta(hours=1))
+        assert ahead.claim() is None
+        assert inbound_rows(engine)[0].claimed_by == "honest"
+    finally:
+        engine.dispose()
