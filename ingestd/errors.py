@@ -24,6 +24,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error (a driver's own message when wrapped), without NUL.
+
+    Database errors run to several lines with SQL and parameters; logs,
+    replies and stored reasons want the first, and error texts can quote
+    message content, so NUL (which PostgreSQL text refuses) is dropped.
+    """
+    text = str(getattr(exc, "orig", None) or exc).replace("\x00", "").strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class IngestdError(Exception):
     """Base of every error ingestd raises on purpose."""
 

@@ -34,7 +34,7 @@ from ingestd.config.settings import IngestdSettings
 from ingestd.db.engine import is_postgres, processing_engine
 from ingestd.db.models import utcnow
 from ingestd.db.tables import INBOUND
-from ingestd.errors import LimitExceeded, StorageUnavailable, TemporaryError
+from ingestd.errors import LimitExceeded, StorageUnavailable, TemporaryError, first_line
 from ingestd.pipeline.context import MessageContext, Outcome
 from ingestd.pipeline.order import DECIDE, PREPARE
 
@@ -176,11 +176,11 @@ class Worker:
             # fault that only looks like database trouble cannot block the queue).
             self._give_back_attempt(claim)
             log.warning("message.deferred", id=claim.id, stage=ctx.stage if ctx else "load",
-                        error=_brief(exc))
+                        error=first_line(exc)[:500])
             raise
         except Exception as exc:
             stage = ctx.stage if ctx else "load"
-            error = f"{stage}: {type(exc).__name__}: {_brief(exc)}"
+            error = f"{stage}: {type(exc).__name__}: {first_line(exc)[:500]}"
             if claim.attempts < self._processing.max_attempts:
                 self._release(claim, error=error)
                 log.warning("message.failed", id=claim.id, stage=stage, error=error,
@@ -292,11 +292,6 @@ class _StdlibAdapter:
     def log(self, level: int, msg: str, *args: object, **kwargs: object) -> None:
         log.warning("message.retrying", detail=msg % args if args else msg)
 
-
-def _brief(exc: BaseException) -> str:
-    # Error texts can quote message content; keep them storable (no NUL).
-    text = str(getattr(exc, "orig", None) or exc).replace("\x00", "").strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:500]
 
 
 def abandon_claim(engine: Engine, message_id: int, identity: str, error: str) -> None:

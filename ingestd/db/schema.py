@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from ingestd.db.engine import is_postgres
-from ingestd.errors import SchemaOutdated, StorageUnavailable
+from ingestd.errors import SchemaOutdated, StorageUnavailable, first_line
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Any fixed number: instances starting together on one PostgreSQL take turns.
@@ -68,15 +68,10 @@ def ensure_schema(engine: Engine) -> None:
             upgrade(engine)
             return
     except sa.exc.OperationalError as exc:
-        raise StorageUnavailable(f"database unavailable: {_short(exc)}") from exc
+        raise StorageUnavailable(f"database unavailable: {first_line(exc)}") from exc
     head = head_revision()
     if current != head:
         raise SchemaOutdated(
             f"database schema is at revision {current}, this ingestd needs {head}: "
             "run `ingestd db upgrade`"
         )
-
-
-def _short(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", exc)).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -34,7 +34,7 @@ from ingestd.directory.document import (
     SupplierEntry,
     UserEntry,
 )
-from ingestd.errors import StorageUnavailable
+from ingestd.errors import StorageUnavailable, first_line
 
 # The kinds the summary counts, in the order it prints them.
 KINDS = ("clients", "sites", "users", "agents", "suppliers")
@@ -78,13 +78,9 @@ def import_directory(engine: Engine, directory: DirectoryDocument) -> ImportSumm
             return _Importer(conn, directory).run()
     except sa.exc.SQLAlchemyError as exc:
         raise StorageUnavailable(
-            f"database refused the import, nothing was changed: {_first_line(exc)}"
+            f"database refused the import, nothing was changed: {first_line(exc)}"
         ) from exc
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class _Importer:

@@ -16,6 +16,12 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _MAX_HEADER_BYTES = 256 * 1024
 
 
+def header_length(raw: bytes, limit: int) -> int:
+    """Bytes before the blank line ending the header block, looking at most ``limit + 1``."""
+    end = _HEADER_END.search(raw, 0, limit + 5)
+    return end.start() if end else min(len(raw), limit + 1)
+
+
 def header_block(raw: bytes) -> bytes:
     match = _HEADER_END.search(raw, 0, _MAX_HEADER_BYTES)
     return raw[: match.start()] if match else raw[:_MAX_HEADER_BYTES]

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from ingestd.db.models import utcnow
 from ingestd.db.tables import INBOUND
-from ingestd.errors import StorageUnavailable
+from ingestd.errors import StorageUnavailable, first_line
 from ingestd.intake.headers import summary_headers
 
 log = structlog.get_logger("ingestd.intake")
@@ -97,13 +97,9 @@ def store_messages(engine: Engine, messages: Sequence[NewMessage]) -> list[int]:
             ids = [row[0] for row in result]
     except (sa.exc.SQLAlchemyError, ValueError) as exc:
         # ValueError covers a driver refusing a value (UnicodeEncodeError and kin).
-        raise StorageUnavailable(f"database refused the write: {_first_line(exc)}") from exc
+        raise StorageUnavailable(f"database refused the write: {first_line(exc)}") from exc
     return ids
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 class GroupCommitter:

@@ -29,12 +29,12 @@ import nh3
 
 from ingestd.config.settings import ProcessingLimits
 from ingestd.errors import LimitExceeded
+from ingestd.intake.headers import header_length
 from ingestd.pipeline.context import MessageContext, Outcome
 from ingestd.pipeline.parsed import ParsedAttachment, ParsedMessage
 
 MAX_HTML_CHARS = 1_000_000
 _TAG = re.compile(r"<[^>]{0,10000}>")
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
                      *(f"LPT{i}" for i in range(1, 10))}
@@ -66,7 +66,7 @@ class _LenientMessage(Message):
 
 
 def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
-    if _header_length(raw, limits.max_header_bytes) > limits.max_header_bytes:
+    if header_length(raw, limits.max_header_bytes) > limits.max_header_bytes:
         raise LimitExceeded("header-bytes")
     try:
         tree = BytesParser(_class=_LenientMessage, policy=compat32).parsebytes(raw)
@@ -241,12 +241,6 @@ def _payload(part: Message) -> Any:
 def _raw_header(tree: Message, name: str) -> list[str]:
     """Header values as parsed, before the policy replaces 8-bit bytes."""
     return [value for key, value in tree.raw_items() if key.lower() == name]
-
-
-def _header_length(raw: bytes, limit: int) -> int:
-    """Bytes before the blank line ending the header block, looking at most ``limit + 1``."""
-    end = _HEADER_END.search(raw, 0, limit + 5)
-    return end.start() if end else min(len(raw), limit + 1)
 
 
 def _id_text(value: object) -> str:
