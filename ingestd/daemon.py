@@ -1,26 +1,47 @@
-"""The daemon's lifecycle: start everything, signal readiness, stop cleanly."""
+"""The daemon's lifecycle: start a list of services, signal readiness, stop cleanly.
+
+A service is anything with ``name``, ``start()``, ``stop()`` and ``ready``:
+the intake committer, the SMTP listener, the workers (threads or
+processes), and next the mailbox pollers and the HTTP API. They start in
+order; if one fails to start, those already started are stopped again. They
+stop in the order that loses nothing: SMTP first (its sessions drain into
+the committer), then the committer (it finishes what was submitted), then
+the workers (each finishes its message).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
+from sqlalchemy.engine import Engine
 
+from ingestd import queue
 from ingestd.config.settings import IngestdSettings
 from ingestd.db.engine import make_engine
+from ingestd.db.errors import translated
 from ingestd.db.schema import ensure_schema
+from ingestd.intake.commit import GroupCommitter
 from ingestd.intake.recipients import MailboxAddresses
-from ingestd.intake.smtp import start_smtp_server
-from ingestd.intake.store import GroupCommitter
-from ingestd.worker import Worker, abandon_claim, worker_identity
-from ingestd.worker_pool import WorkerProcesses
+from ingestd.intake.smtp import SmtpService
+from ingestd.pipeline.runner import Pipeline
+from ingestd.workers.processes import WorkerProcesses
+from ingestd.workers.threads import WorkerThreads
+from ingestd.workers.worker import abandon_claim
 
 log = structlog.get_logger("ingestd.daemon")
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -35,104 +56,85 @@ async def run_until_stopped(
     settings: IngestdSettings,
     stop: asyncio.Event,
     on_ready: Callable[[Services], None] | None = None,
+    pipeline: Pipeline | None = None,
 ) -> None:
-    """Serve until ``stop`` is set; ``on_ready`` is called once SMTP listens."""
+    """Serve until ``stop`` is set; ``on_ready`` is called once every service runs."""
     engine = make_engine(settings.database)
     try:
         await asyncio.to_thread(ensure_schema, engine)
-        count = settings.processing.worker_count
-        wakeup = Wakeup()
-        processes: WorkerProcesses | None = None
-        tasks: list[asyncio.Task[None]] = []
-        if count and settings.processing.isolation == "process":
-            timeout = settings.processing.timeout_seconds
-
-            def on_timeout(message_id: int, identity: str, seconds: float) -> None:
-                abandon_claim(engine, message_id, identity,
-                              f"timeout: processing took longer than {timeout:g} s")
-
-            processes = WorkerProcesses(settings, count, on_timeout)
-            on_commit = processes.notify
-        else:
-            tasks.extend(
-                asyncio.create_task(
-                    _work(Worker(engine, settings, worker_identity(i)), wakeup, stop,
-                          settings.processing.poll_interval_seconds),
-                    name=f"worker-{i}",
-                )
-                for i in range(count)
-            )
-            on_commit = wakeup.notify
-        committer = GroupCommitter(engine, max_batch=settings.smtp.commit_batch_max,
-                                   on_commit=on_commit)
-        committer.start()
-        server = await start_smtp_server(
-            settings.smtp, MailboxAddresses.from_settings(settings), committer
+        released = await asyncio.to_thread(_release_dead_claims, engine)
+        if released:
+            log.warning("daemon.released_dead_claims", messages=released)
+        workers = _workers(engine, settings, pipeline)
+        committer = GroupCommitter(
+            engine, max_batch=settings.smtp.commit_batch_max,
+            max_queued=settings.smtp.max_queued_messages,
+            reply_within=settings.database.reply_within_seconds,
+            attempt_seconds=settings.database.attempt_seconds,
+            on_commit=workers.notify if workers is not None else None,
         )
-        port = server.sockets[0].getsockname()[1]
-        if processes is not None:
-            # Started once SMTP listens, so a busy port leaves no workers behind.
-            processes.start()
-            tasks.append(asyncio.create_task(processes.supervise(stop), name="supervisor"))
-        log.info("daemon.ready", smtp_host=settings.smtp.host, smtp_port=port,
-                 database=engine.dialect.name, mailboxes=len(settings.mailboxes),
-                 workers=count, isolation=settings.processing.isolation)
-        sd_notify("READY=1")
-        if on_ready is not None:
-            on_ready(Services(smtp_port=port, committer=committer))
+        smtp = SmtpService(settings.smtp, MailboxAddresses.from_settings(settings), committer)
+        # SMTP before the workers: a busy port fails start-up before processes spawn.
+        starting: list[Service] = [committer, smtp, *([workers] if workers else [])]
+        stopping: list[Service] = [smtp, committer, *([workers] if workers else [])]
+        started: list[Service] = []
         try:
+            for service in starting:
+                await service.start()
+                started.append(service)
+            log.info("daemon.ready", smtp_host=settings.smtp.host, smtp_port=smtp.port,
+                     database=engine.dialect.name, mailboxes=len(settings.mailboxes),
+                     workers=settings.processing.worker_count,
+                     isolation=settings.processing.isolation)
+            sd_notify("READY=1")
+            if on_ready is not None:
+                on_ready(Services(smtp_port=smtp.port, committer=committer))
             await stop.wait()
-        finally:
             sd_notify("STOPPING=1")
-            server.close()
-            await server.wait_closed()
-            await committer.stop()
-            wakeup.notify()
-            # Each worker finishes the message it holds, then stops.
-            if processes is not None:
-                await processes.stop(timeout=30.0)
-            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            for service in stopping:
+                if service in started:
+                    try:
+                        await service.stop()
+                    except Exception as exc:
+                        log.error("daemon.stop_failed", service=service.name,
+                                  error=type(exc).__name__, detail=str(exc)[:300])
             log.info("daemon.stopped")
     finally:
         engine.dispose()
 
 
-class Wakeup:
-    """Tells idle workers that intake committed something."""
+def _workers(engine: Engine, settings: IngestdSettings, pipeline: Pipeline | None
+             ) -> WorkerThreads | WorkerProcesses | None:
+    count = settings.processing.worker_count
+    if not count:
+        return None
+    if settings.processing.isolation == "thread":
+        return WorkerThreads(engine, settings, count, pipeline)
+    timeout = settings.processing.timeout_seconds
 
-    def __init__(self) -> None:
-        self._events: list[asyncio.Event] = []
+    def on_timeout(message_id: int, identity: str, seconds: float) -> None:
+        # Trying again would cost the same again: a person looks at it first.
+        abandon_claim(engine, message_id, identity,
+                      f"timeout: processing took longer than {timeout:g} s", quarantine=True)
 
-    def event(self) -> asyncio.Event:
-        event = asyncio.Event()
-        self._events.append(event)
-        return event
-
-    def notify(self) -> None:
-        for event in self._events:
-            event.set()
+    return WorkerProcesses(settings, count, on_timeout, pipeline)
 
 
-async def _work(worker: Worker, wakeup: Wakeup, stop: asyncio.Event, poll: float) -> None:
-    """Process messages until stopped; sleep until woken (or ``poll``) when idle."""
-    woken = wakeup.event()
-    failures = 0
-    while not stop.is_set():
-        woken.clear()
-        try:
-            outcome = await asyncio.to_thread(worker.run_once)
-            failures = 0
-        except Exception as exc:
-            # Database trouble (already retried) or a bug outside any message;
-            # back off, never die: the rows stay pending.
-            failures += 1
-            log.warning("worker.error", worker=worker.identity, error=type(exc).__name__,
-                        detail=str(exc)[:300])
-            outcome = None
-            await asyncio.sleep(min(30.0, 0.5 * 2**min(failures, 6)))
-        if outcome is None and not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), poll)
+def _release_dead_claims(engine: Engine) -> list[int]:
+    """Claims of this host's processes that are gone are free now, not after the lease."""
+    with translated("release dead claims"), engine.begin() as conn:
+        return queue.release_dead_claims(conn, socket.gethostname(), _pid_running)
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
 
 
 def sd_notify(state: str) -> None:

@@ -5,18 +5,28 @@ matters to callers is whether trying again later can succeed:
 
     IngestdError
     ├── TemporaryError            retry later; SMTP answers 4xx, `ingest` exits 75
-    │   └── StorageUnavailable    the database refused or lost a write
+    │   ├── StorageUnavailable    the database is unreachable, locked, full or timed out
+    │   ├── StorageConflict       a unique key raced with another writer; retry the unit
+    │   ├── LeaseLost             another worker took a message over; this result is void
+    │   └── ListenFailed          the SMTP port cannot be bound (taken, not ours)
     └── PermanentError            retrying the same input cannot succeed
-        ├── ConfigError           the YAML file is wrong (carries every problem found)
-        ├── DirectoryFileError    a directory import file is wrong (same shape)
+        ├── StorageRejected       the database refused a value of this one message
+        ├── ProblemsError         a YAML file is wrong (carries every problem found)
+        │   ├── ConfigError       ... the configuration file
+        │   └── DirectoryFileError ... a directory import file
+        ├── YamlSyntaxError       a YAML file does not parse (one located problem)
         ├── LimitExceeded         a message breaks a processing limit (quarantined)
         ├── SchemaOutdated        the database needs `ingestd db upgrade`
         └── InvalidRequest        a command asked for what the data does not allow
             └── NotFound          a command named a row that does not exist
+    CommandFailed                 a CLI command ends with a chosen exit code (not an error
+                                  class of its own: it carries the code of what went wrong)
 
-Anything else that escapes a unit of work is a bug; the unit-of-work
-boundaries (an SMTP transaction, an ingest run) treat it as temporary so that
-no mail is refused permanently because of our own defect.
+Database driver errors never travel past ``ingestd/db/``: ``db.errors.storage_error``
+turns them into the storage errors above, once. Anything else that escapes a
+unit of work is a bug; the unit-of-work boundaries (an SMTP transaction, an
+ingest run, a worker's attempt) treat it as temporary so that no mail is
+refused permanently because of our own defect.
 """
 
 from __future__ import annotations
@@ -51,8 +61,24 @@ class StorageUnavailable(TemporaryError):
     """The database did not accept a write; nothing from that write is stored."""
 
 
+class StorageConflict(TemporaryError):
+    """A unique key was taken by a concurrent writer; the whole unit may be retried."""
+
+
+class LeaseLost(TemporaryError):
+    """Another worker took the message over; this worker's result is discarded."""
+
+
+class ListenFailed(TemporaryError):
+    """The SMTP listening socket cannot be bound (address in use, port not ours)."""
+
+
 class PermanentError(IngestdError):
     """Retrying the same input cannot succeed."""
+
+
+class StorageRejected(PermanentError):
+    """The database refused a value of one message (too long, not encodable)."""
 
 
 @dataclass(frozen=True)
@@ -104,3 +130,19 @@ class InvalidRequest(PermanentError):
 
 class NotFound(InvalidRequest):
     """A command named a row that does not exist."""
+
+
+class YamlSyntaxError(PermanentError):
+    """A YAML file is not valid YAML; ``problem`` says where."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        super().__init__(str(problem))
+
+
+class CommandFailed(IngestdError):
+    """Stop a CLI command with an exit code and a message for stderr."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(message)

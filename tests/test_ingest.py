@@ -115,13 +115,13 @@ def test_stdin(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (row.envelope_from, row.envelope_to) == ("alice@acme.example", ["support@example.com"])
 
 
-def test_unknown_mailbox_is_a_usage_error(
+def test_unknown_mailbox_exits_75_so_the_mta_keeps_the_mail(
     config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An unknown --mailbox exits 64 naming the known ones; nothing stored."""
+    """An unknown --mailbox is the MTA's configuration, not the mail's fault: 75, nothing stored."""
     code = main(["ingest", "--config", str(config_file), "--mailbox", "nope",
                  str(FIXTURES / "simple-crlf.eml")])
-    assert code == 64
+    assert code == 75
     assert "known: support, sales" in capsys.readouterr().err
 
 

@@ -169,7 +169,7 @@ def test_duplicate_can_be_reprocessed_by_hand(env: Any) -> None:
     assert env.cli("messages", "reprocess", str(again.id)) == 0
     if env.via == "ingest":
         from ingestd.config import load_settings
-        from ingestd.worker import Worker
+        from ingestd.workers.worker import Worker
         Worker(env.engine, load_settings(env.config_path), "test").run_once()
     from tests.support.waiting import wait_for
     row = wait_for(lambda: (r := _row(env, again.id)).status == "processed" and r, what="redo")

@@ -14,14 +14,15 @@ import yaml
 from ingestd.cli.main import main
 from ingestd.config import load_settings
 from ingestd.db.engine import make_engine
-from ingestd.worker import Worker
+from ingestd.workers.worker import Worker
 from tests.conftest import FIXTURES, inbound_rows, write_config
 from tests.processing_env import import_directory, processing_config
 
 
 @pytest.fixture
 def config(tmp_path: Path, db_url: str) -> Path:
-    path = write_config(tmp_path, processing_config(db_url, max_attempts=3))
+    path = write_config(tmp_path, processing_config(db_url, max_attempts=3,
+                                                       retry_delays_seconds=[0]))
     import_directory(path)
     return path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from ingestd import tickets
 from ingestd.cli.main import main
 from ingestd.config import load_settings
 from ingestd.db.engine import make_engine
-from ingestd.worker import Worker
+from ingestd.workers.worker import Worker
 from tests.conftest import FIXTURES, inbound_rows, write_config
 from tests.processing_env import import_directory, processing_config
 
@@ -103,15 +104,16 @@ def test_parser_defects_are_recorded(tmp_path: Path, db_url: str) -> None:
     assert row.defects and any("Boundary" in d for d in row.defects)
 
 
-def test_database_trouble_on_one_message_does_not_block_the_others(
-    tmp_path: Path, db_url: str, monkeypatch: Any
+def test_persistent_database_errors_on_one_message_end_in_quarantine(
+    tmp_path: Path, db_url: str
 ) -> None:
-    """A message that keeps hitting database errors waits out its lease; others go ahead."""
-    import ingestd.worker
+    """A message that keeps hitting database errors backs off, lets others by, then quarantines."""
+    from datetime import datetime
+
+    from ingestd.pipeline.order import PIPELINE
     from ingestd.pipeline.stages.classify import classify_sender
 
     path = _prepared(tmp_path, db_url, "from-unknown.eml", "new-ticket.eml")
-    settings = load_settings(path)
 
     def flaky_classify(ctx: Any) -> Any:
         # Stands in for a database fault that only looks transient (no real one
@@ -120,25 +122,36 @@ def test_database_trouble_on_one_message_does_not_block_the_others(
             raise sa.exc.OperationalError("SELECT 1", {}, Exception("disk I/O error"))
         return classify_sender(ctx)
 
-    decide = tuple((n, flaky_classify if n == "classify" else f)
-                   for n, f in ingestd.worker.DECIDE)
-    monkeypatch.setattr(ingestd.worker, "DECIDE", decide)
+    pipeline = PIPELINE.replacing("classify", flaky_classify)
+    settings = load_settings(path)
     engine = make_engine(settings.database)
     try:
-        worker = Worker(engine, settings, "w")
-        try:
-            worker.run_once()
-            raise AssertionError("the database error should reach the caller")
-        except sa.exc.OperationalError:
-            pass
+        worker = Worker(engine, settings, "w", pipeline=pipeline)
+        first = worker.run_once()
+        assert first is not None and first[1].result == "failed"
+        troubled = inbound_rows(engine)[0]
+        assert (troubled.status, troubled.attempts, troubled.claimed_by) == ("pending", 1, None)
+        assert "StorageUnavailable" in troubled.last_error
+        # Backing off: the next claim takes the other message, then finds nothing.
+        not_before = troubled.not_before.replace(tzinfo=troubled.not_before.tzinfo or UTC)
+        assert not_before > datetime.now(UTC)
         done = worker.run_once()
         assert done is not None and done[1].result == "ticket_created"
-        assert worker.run_once() is None  # the troubled one is leased, not claimable yet
-        first, second = inbound_rows(engine)
+        assert worker.run_once() is None
+        # With no back-off left to wait, it is retried until its attempts run out.
+        fast = settings.model_copy(update={"processing": settings.processing.model_copy(
+            update={"retry_delays_seconds": (0.0,), "max_attempts": 3})})
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE inbound_messages SET not_before = NULL"))
+        hurried = Worker(engine, fast, "w2", pipeline=pipeline)
+        results = [hurried.run_once() for _ in range(3)]
+        assert [r[1].result for r in results if r] == ["failed", "quarantined"]
+        row = inbound_rows(engine)[0]
     finally:
         engine.dispose()
-    assert (first.status, first.attempts, first.claimed_by) == ("pending", 0, "w")
-    assert second.status == "processed"
+    assert row.status == "quarantined"
+    assert row.reason.startswith("attempts: classify: StorageUnavailable: database: ")
+    assert "disk I/O error" in row.reason
 
 
 def test_huge_hostile_html_is_not_rendered(tmp_path: Path) -> None:

@@ -232,20 +232,21 @@ def test_a_refused_message_does_not_fail_its_batch_mates(tmp_path: Any, sqlite_u
     from ingestd.config.settings import DatabaseSettings
     from ingestd.db.engine import make_engine
     from ingestd.db.schema import ensure_schema
-    from ingestd.errors import StorageUnavailable
-    from ingestd.intake.store import GroupCommitter, NewMessage
+    from ingestd.errors import StorageRejected
+    from ingestd.intake.commit import GroupCommitter
+    from ingestd.intake.smtp import SmtpSource
     from tests.conftest import inbound_rows
 
     engine = make_engine(DatabaseSettings(url=sqlite_url))
     ensure_schema(engine)
+    source = SmtpSource()
     # A value no driver can store stands in for whatever a database may refuse.
-    bad = NewMessage(source="smtp", mailbox="support", raw=SIMPLE, peer="\udcff")
-    good = [NewMessage(source="smtp", mailbox="support", raw=SIMPLE + bytes([65 + i]))
-            for i in range(3)]
+    bad = source.message(SIMPLE, "support", peer="\udcff")
+    good = [source.message(SIMPLE + bytes([65 + i]), "support") for i in range(3)]
 
     async def run() -> list[object]:
         committer = GroupCommitter(engine)
-        committer.start()
+        await committer.start()
         try:
             return await aio.gather(*(committer.submit(m) for m in [good[0], bad, *good[1:]]),
                                     return_exceptions=True)
@@ -254,7 +255,7 @@ def test_a_refused_message_does_not_fail_its_batch_mates(tmp_path: Any, sqlite_u
 
     results = aio.run(run())
     engine.dispose()
-    assert isinstance(results[1], StorageUnavailable)
+    assert isinstance(results[1], StorageRejected)
     assert all(isinstance(r, int) for i, r in enumerate(results) if i != 1)
     engine = make_engine(DatabaseSettings(url=sqlite_url))
     assert len(inbound_rows(engine)) == 3

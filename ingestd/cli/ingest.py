@@ -1,55 +1,32 @@
 """``ingestd ingest``: feed .eml files, directories, mbox files or stdin through intake.
 
-Exit codes follow sysexits so an MTA pipe transport does the right thing:
-0 everything stored, 75 storage failed (the MTA keeps the mail and retries),
-65 some input was not mail, 66 an input could not be read, 64 bad usage.
+Exit codes follow sysexits so an MTA pipe transport does the right thing. An
+MTA bounces the mail on 1, 64 and 78 (Postfix maps EX_USAGE and EX_CONFIG to
+permanent failures), so only the input's own faults are permanent here:
+
+* 0  everything stored (and processed, unless ``--no-process``)
+* 65 some input was not mail                          (the input's fault)
+* 66 a file argument could not be read                (the input's fault)
+* 75 anything else: storage failed, an invalid configuration, an outdated
+     schema, an unknown ``--mailbox``, a bug — the MTA keeps the mail and retries
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
-import sqlalchemy as sa
-import structlog
-from sqlalchemy.engine import Engine
+from collections import Counter
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from ingestd.cli import exits
-from ingestd.cli.common import (
-    CommandFailed,
-    add_config_option,
-    database,
-    print_json,
-    settings_from,
-)
-from ingestd.config.settings import IngestdSettings
-from ingestd.db.engine import read_only
-from ingestd.db.tables import INBOUND
-from ingestd.errors import StorageUnavailable
-from ingestd.intake.files import FileMessage, Refusal, expand_paths, split_input
-from ingestd.intake.store import NewMessage, store_messages
-from ingestd.logs import configure_logging
-from ingestd.worker import Worker, worker_identity
+from ingestd.cli.common import CommandFailed, add_config_option
 
-log = structlog.get_logger("ingestd.ingest")
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
-# Commit in batches: one fsync per batch, and a failure loses no more than a retry.
-BATCH_MESSAGES = 100
-BATCH_BYTES = 32 * 1024 * 1024
-
-
-@dataclass
-class InputResult:
-    origin: str
-    outcome: str  # stored | refused | unreadable | not_stored
-    id: int | None = None
-    reason: str | None = None
-    # After processing: ticket_created | action_added | duplicate | quarantined | pending
-    processed: str | None = None
-    ticket_id: int | None = None
+    from ingestd.intake.file_source import InputResult
+    from ingestd.workers.inline import Processed
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,121 +49,44 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def ingest(args: argparse.Namespace) -> int:
+    """Run the command; every failure that is not the input's own exits 75."""
+    try:
+        return _ingest(args)
+    except CommandFailed as exc:
+        if exc.code in (exits.DATAERR, exits.NOINPUT, exits.TEMPFAIL):
+            raise
+        raise CommandFailed(exits.TEMPFAIL, f"{exc} (exit 75: the MTA keeps the mail)") from exc
+    except Exception as exc:
+        # A bug, or an error class nobody foresaw: the mail must not bounce for it.
+        raise CommandFailed(
+            exits.TEMPFAIL,
+            f"ingest failed: {type(exc).__name__}: {exc} (exit 75: the MTA keeps the mail)",
+        ) from exc
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from ingestd.cli.common import database, settings_from
+    from ingestd.intake.file_source import FileIntake, read_inputs
+    from ingestd.logs import configure_logging
+
     settings = settings_from(args)
     configure_logging(settings.logging, to_stderr=True)
     mailbox = settings.mailbox(args.mailbox)
     if mailbox is None:
         known = ", ".join(m.name for m in settings.mailboxes) or "none configured"
         raise CommandFailed(exits.USAGE, f"unknown mailbox {args.mailbox!r} (known: {known})")
-    results: list[InputResult] = []
+    report = Report(keep_all=args.json)
     with database(settings) as engine:
-        batch: list[tuple[FileMessage, InputResult]] = []
-        batch_bytes = 0
-        failed: StorageUnavailable | None = None
+        intake = FileIntake(engine, mailbox.name, envelope_from=args.envelope_from,
+                            envelope_to=args.envelope_to)
+        for result in intake.store(read_inputs(args.paths)):
+            report.add(result)
+        if not args.no_process and report.stored_ids:
+            from ingestd.workers.inline import process_now
 
-        def flush() -> None:
-            nonlocal batch, batch_bytes, failed
-            if not batch:
-                return
-            if failed is None:
-                messages = [
-                    NewMessage(
-                        source="stdin" if item.origin == "-" else "file",
-                        mailbox=mailbox.name,
-                        raw=item.raw,
-                        envelope_from=args.envelope_from,
-                        envelope_to=args.envelope_to,
-                    )
-                    for item, _ in batch
-                ]
-                try:
-                    ids = store_messages(engine, messages)
-                except StorageUnavailable as exc:
-                    failed = exc
-                else:
-                    for (item, result), row_id, message in zip(batch, ids, messages, strict=True):
-                        result.outcome, result.id = "stored", row_id
-                        log.info("intake.stored", id=row_id, source=message.source,
-                                 mailbox=mailbox.name, size=len(item.raw), outcome="stored",
-                                 origin=item.origin)
-            if failed is not None:
-                for _, result in batch:
-                    result.outcome, result.reason = "not_stored", str(failed)
-            batch, batch_bytes = [], 0
-
-        for item in _inputs(args.paths):
-            if isinstance(item, InputResult):
-                results.append(item)
-                continue
-            if isinstance(item, Refusal):
-                results.append(InputResult(item.origin, "refused", reason=item.reason))
-                log.info("intake.refused", origin=item.origin, reason=item.reason)
-                continue
-            result = InputResult(item.origin, "pending")
-            results.append(result)
-            batch.append((item, result))
-            batch_bytes += len(item.raw)
-            if len(batch) >= BATCH_MESSAGES or batch_bytes >= BATCH_BYTES:
-                flush()
-        flush()
-        if not args.no_process:
-            _process(engine, settings, results)
-    return _report(results, args.json)
-
-
-def _process(engine: Engine, settings: IngestdSettings, results: list[InputResult]) -> None:
-    """Run what this invocation stored through the pipeline, here and now."""
-    by_id = {r.id: r for r in results if r.outcome == "stored" and r.id is not None}
-    for result in by_id.values():
-        result.processed = "pending"
-    _run_worker(engine, settings, by_id)
-    # What this run did not settle itself: a daemon's worker may have processed it,
-    # or the claim quarantined it (attempts used up); report what the log says.
-    unsettled = [i for i, r in by_id.items() if r.processed == "pending"]
-    if unsettled:
-        with read_only(engine) as conn:
-            for row in conn.execute(sa.select(INBOUND.c.id, INBOUND.c.status, INBOUND.c.ticket_id)
-                                    .where(INBOUND.c.id.in_(unsettled))):
-                by_id[row.id].processed = row.status
-                by_id[row.id].ticket_id = row.ticket_id
-
-
-def _run_worker(engine: Engine, settings: IngestdSettings,
-                by_id: dict[int, InputResult]) -> None:
-    worker = Worker(engine, settings, worker_identity())
-    remaining = sorted(by_id)
-    while remaining:
-        # A short id list keeps the claiming query cheap however much was stored.
-        chunk = remaining[:64]
-        try:
-            done = worker.run_once(only_ids=chunk)
-        except Exception as exc:
-            # The database went away: what is left stays pending for the daemon.
-            log.warning("ingest.processing_stopped", error=str(exc)[:300])
-            return
-        if done is None:
-            # Nothing in the chunk is claimable: finished, or leased by a daemon's worker.
-            del remaining[: len(chunk)]
-            continue
-        row_id, outcome = done
-        if outcome.result != "failed":
-            by_id[row_id].processed = outcome.result
-            by_id[row_id].ticket_id = outcome.ticket_id
-            remaining.remove(row_id)
-
-
-def _inputs(paths: list[str]) -> Iterator[FileMessage | Refusal | InputResult]:
-    for path in expand_paths(paths):
-        if path == "-":
-            yield from split_input("-", sys.stdin.buffer.read())
-            continue
-        assert isinstance(path, Path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            yield InputResult(str(path), "unreadable", reason=exc.strerror or str(exc))
-            continue
-        yield from split_input(str(path), data)
+            run = process_now(engine, settings, report.stored_ids)
+            report.processed(run.results)
+    return report.print(as_json=args.json)
 
 
 # "processed": settled by another worker (a running daemon) while this run worked.
@@ -194,27 +94,55 @@ PROCESSED = ("ticket_created", "action_added", "processed", "duplicate", "ignore
              "quarantined", "pending")
 
 
-def _report(results: list[InputResult], as_json: bool) -> int:
-    counts = {k: sum(r.outcome == k for r in results)
-              for k in ("stored", "refused", "unreadable", "not_stored")}
-    processed = {k: sum(r.processed == k for r in results) for k in PROCESSED}
-    if as_json:
-        print_json({**counts, "processed": processed, "results": [asdict(r) for r in results]})
-    else:
-        print(
-            f"stored {counts['stored']}, refused {counts['refused']} (not mail), "
-            f"unreadable {counts['unreadable']}, not stored {counts['not_stored']}"
-        )
-        if any(r.processed for r in results):
-            print("processed: " + ", ".join(f"{k.replace('_', ' ')} {v}"
-                                             for k, v in processed.items()))
-        for r in results:
-            if r.outcome != "stored":
-                print(f"{r.origin}: {r.outcome}: {r.reason}", file=sys.stderr)
-    if counts["not_stored"]:
-        return exits.TEMPFAIL
-    if counts["unreadable"]:
-        return exits.NOINPUT
-    if counts["refused"]:
-        return exits.DATAERR
-    return exits.OK
+class Report:
+    """Counts for every input; the full list only for ``--json`` (memory stays bounded)."""
+
+    def __init__(self, keep_all: bool) -> None:
+        self._keep_all = keep_all
+        self.counts: Counter[str] = Counter()
+        self.kept: list[InputResult] = []
+        self.stored_ids: list[int] = []
+        self.processed_counts: Counter[str] = Counter()
+
+    def add(self, result: InputResult) -> None:
+        self.counts[result.outcome] += 1
+        if result.outcome == "stored" and result.id is not None:
+            self.stored_ids.append(result.id)
+        if self._keep_all or result.outcome != "stored":
+            self.kept.append(result)
+
+    def processed(self, results: Mapping[int, Processed]) -> None:
+        for row_id in self.stored_ids:
+            found = results.get(row_id)
+            self.processed_counts[found.status if found else "pending"] += 1
+        for result in self.kept:
+            if result.outcome == "stored" and result.id is not None:
+                found = results.get(result.id)
+                result.processed = found.status if found else "pending"
+                result.ticket_id = found.ticket_id if found else None
+
+    def print(self, as_json: bool) -> int:
+        counts = {k: self.counts[k] for k in ("stored", "refused", "unreadable", "not_stored")}
+        if as_json:
+            from ingestd.cli.common import print_json
+
+            print_json({**counts, "processed": {k: self.processed_counts[k] for k in PROCESSED},
+                        "results": [asdict(r) for r in self.kept]})
+        else:
+            print(
+                f"stored {counts['stored']}, refused {counts['refused']} (not mail), "
+                f"unreadable {counts['unreadable']}, not stored {counts['not_stored']}"
+            )
+            if self.processed_counts:
+                print("processed: " + ", ".join(f"{k.replace('_', ' ')} {self.processed_counts[k]}"
+                                                 for k in PROCESSED))
+            for r in self.kept:
+                if r.outcome != "stored":
+                    print(f"{r.origin}: {r.outcome}: {r.reason}", file=sys.stderr)
+        if counts["not_stored"]:
+            return exits.TEMPFAIL
+        if counts["unreadable"]:
+            return exits.NOINPUT
+        if counts["refused"]:
+            return exits.DATAERR
+        return exits.OK

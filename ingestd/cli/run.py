@@ -8,9 +8,11 @@ import signal
 
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, settings_from
+from ingestd.config.settings import IngestdSettings
 from ingestd.daemon import run_until_stopped
-from ingestd.errors import SchemaOutdated, StorageUnavailable
+from ingestd.errors import ListenFailed, SchemaOutdated, StorageUnavailable
 from ingestd.logs import configure_logging
+from ingestd.pipeline.runner import Pipeline
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,26 +22,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    return run_daemon(settings_from(args))
+
+
+def run_daemon(settings: IngestdSettings, pipeline: Pipeline | None = None) -> int:
+    """Serve until SIGTERM / SIGINT; start-up failures become exit codes with their cause."""
     configure_logging(settings.logging)
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, pipeline))
     except SchemaOutdated as exc:
         raise CommandFailed(exits.CONFIG, str(exc)) from exc
+    except ListenFailed as exc:
+        raise CommandFailed(exits.UNAVAILABLE, str(exc)) from exc
     except StorageUnavailable as exc:
-        raise CommandFailed(exits.TEMPFAIL, str(exc)) from exc
+        raise CommandFailed(exits.TEMPFAIL, f"database unavailable: {exc}") from exc
     except OSError as exc:
-        # Typically the SMTP port is taken or not ours to bind.
-        raise CommandFailed(
-            exits.UNAVAILABLE,
-            f"cannot listen on {settings.smtp.host}:{settings.smtp.port}: {exc.strerror or exc}",
-        ) from exc
+        # Not the listening socket (that is ListenFailed): name what failed.
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise CommandFailed(exits.OSERR, f"start-up failed: {exc.strerror or exc}{where}"
+                            ) from exc
     return exits.OK
 
 
-async def _serve(settings: object) -> None:
+async def _serve(settings: IngestdSettings, pipeline: Pipeline | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_until_stopped(settings, stop)  # type: ignore[arg-type]
+    await run_until_stopped(settings, stop, pipeline=pipeline)

@@ -24,6 +24,11 @@ class DatabaseSettings(Settings):
     # How long a SQLite writer waits for another writer before giving up (and
     # SMTP answers 451). PostgreSQL ignores it.
     busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    # PostgreSQL: how long to wait for a connection to the server, and for
+    # one statement, before giving up (SMTP then answers 451). These bound how
+    # long a sender waits for its reply while the database is in trouble.
+    connect_timeout_seconds: int = Field(default=5, ge=1, le=600)
+    statement_timeout_ms: int = Field(default=10_000, ge=100, le=3_600_000)
 
     @field_validator("url")
     @classmethod
@@ -40,6 +45,25 @@ class DatabaseSettings(Settings):
     def is_sqlite(self) -> bool:
         return self.url.startswith("sqlite")
 
+    @property
+    def reply_within_seconds(self) -> float:
+        """The longest an SMTP sender waits for its reply while the database is in trouble.
+
+        SQLite: the commit in flight when the message arrived, then its own,
+        each waiting at most the busy timeout. PostgreSQL (which ignores
+        busy_timeout_ms): a connection attempt plus one statement.
+        """
+        if self.is_sqlite:
+            return 2 * self.busy_timeout_ms / 1000 + 1
+        return self.connect_timeout_seconds + self.statement_timeout_ms / 1000 + 1
+
+    @property
+    def attempt_seconds(self) -> float:
+        """How long one commit may wait for a database that is locked or unreachable."""
+        if self.is_sqlite:
+            return self.busy_timeout_ms / 1000
+        return float(self.connect_timeout_seconds)
+
 
 class SmtpSettings(Settings):
     host: str = "127.0.0.1"
@@ -55,6 +79,13 @@ class SmtpSettings(Settings):
     max_connections_per_ip: int = Field(default=50, ge=1, le=100_000)
     # Messages that may share one intake commit; 1 turns group commit off.
     commit_batch_max: int = Field(default=200, ge=1, le=10_000)
+    # Messages waiting for their commit; beyond this a sender gets 451 at once
+    # instead of joining a queue the database cannot drain (memory stays bounded).
+    max_queued_messages: int = Field(default=1000, ge=1, le=1_000_000)
+    # On SIGTERM: how long sessions in the middle of DATA may take to finish
+    # (and get their 250 or 451) before the daemon exits. Idle sessions get
+    # 421 at once. Keep it below the unit's TimeoutStopSec.
+    drain_seconds: float = Field(default=10, ge=0, le=300)
 
 
 class UnknownSenders(Settings):
@@ -157,6 +188,10 @@ class ProcessingSettings(Settings):
     # message retried (counted as an attempt). Must be shorter than the lease,
     # or another worker could claim the message while the first still runs.
     timeout_seconds: float = Field(default=120, ge=0.1)
+    # Wait before attempt 2, 3, ... of a message whose attempt failed (the last
+    # value repeats). With the default max_attempts of 5 a message failing
+    # every time is quarantined about 21 minutes after it arrived.
+    retry_delays_seconds: tuple[float, ...] = Field(default=(10, 60, 300, 900), min_length=1)
     # How often idle workers look for pending rows intake did not announce.
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     limits: ProcessingLimits = ProcessingLimits()
@@ -169,6 +204,18 @@ class ProcessingSettings(Settings):
                 f"lease_seconds ({self.lease_seconds:g})"
             )
         return self
+
+    @field_validator("retry_delays_seconds")
+    @classmethod
+    def _delays_not_negative(cls, delays: tuple[float, ...]) -> tuple[float, ...]:
+        if any(d < 0 for d in delays):
+            raise ValueError("retry delays must not be negative")
+        return delays
+
+    def retry_delay(self, failed_attempts: int) -> float:
+        """Seconds to wait after the ``failed_attempts``-th failed attempt."""
+        delays = self.retry_delays_seconds
+        return float(delays[min(max(failed_attempts, 1), len(delays)) - 1])
 
     @property
     def worker_count(self) -> int:

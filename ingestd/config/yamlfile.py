@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from ingestd.errors import Problem
+from ingestd.errors import Problem, YamlSyntaxError
 
 KeyPath = tuple[str | int, ...]
 
@@ -48,12 +48,6 @@ def format_path(path: KeyPath) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
-
-
-class YamlSyntaxError(Exception):
-    def __init__(self, problem: Problem) -> None:
-        self.problem = problem
-        super().__init__(str(problem))
 
 
 def load_located(path: Path) -> LocatedDocument:

@@ -10,6 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from ingestd.config.settings import DatabaseSettings
+from ingestd.errors import StorageUnavailable
 
 
 def make_engine(settings: DatabaseSettings) -> Engine:
@@ -23,7 +24,15 @@ def make_engine(settings: DatabaseSettings) -> Engine:
     """
     if settings.is_sqlite:
         return _sqlite_engine(settings)
-    engine = sa.create_engine(settings.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = sa.create_engine(
+        settings.url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+        # Bounded waits, so an SMTP sender hears 451 in time when the server is
+        # away (connect) or a statement is stuck behind a lock (statement).
+        connect_args={
+            "connect_timeout": settings.connect_timeout_seconds,
+            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+        },
+    )
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
@@ -57,7 +66,12 @@ def sqlite_path(url: str) -> Path:
 
 def _sqlite_engine(settings: DatabaseSettings) -> Engine:
     path = sqlite_path(settings.url)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageUnavailable(
+            f"cannot create the database directory {path.parent}: {exc.strerror or exc}"
+        ) from exc
     engine = sa.create_engine(
         settings.url,
         connect_args={"timeout": settings.busy_timeout_ms / 1000, "check_same_thread": False},

@@ -156,9 +156,10 @@ class InboundMessage(SQLModel, table=True):
     __tablename__ = "inbound_messages"
     __table_args__ = (sa.Index("ix_inbound_messages_status_id", "status", "id"),)
     id: int | None = Field(default=None, primary_key=True)
-    source: str = Field(max_length=16)
-    # sha256 of the raw bytes (SMTP, files) or mailbox + provider id (pulls).
-    source_key: str = Field(sa_column=sa.Column(sa.String(255), nullable=False, index=True))
+    source: str = Field(max_length=64)
+    # Chosen by the source: sha256 of the raw bytes (SMTP, files) or mailbox +
+    # provider id (pulls; a Graph id alone runs to 150+ characters).
+    source_key: str = Field(sa_column=sa.Column(sa.Text, nullable=False, index=True))
     mailbox: str = Field(max_length=255, index=True)
     # Other configured mailboxes the same transaction was addressed to.
     also_mailboxes: list[str] = Field(
@@ -180,6 +181,8 @@ class InboundMessage(SQLModel, table=True):
     attempts: int = 0
     claimed_by: str | None = Field(default=None, max_length=255)
     claimed_until: datetime | None = _ts(nullable=True)
+    # After a failed attempt: not claimed again before this (the retry back-off).
+    not_before: datetime | None = _ts(nullable=True)
     processed_at: datetime | None = _ts(nullable=True)
     # Plain ids, not foreign keys: the intake log outlives tickets the helpdesk
     # deletes, and actions already point back here (no reference cycle).
@@ -210,7 +213,7 @@ class DedupeKey(SQLModel, table=True):
     """
 
     __tablename__ = "dedupe_keys"
-    key: str = Field(sa_column=sa.Column(sa.String(255), primary_key=True))
+    key: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
     inbound_message_id: int = Field(foreign_key="inbound_messages.id")
 
 

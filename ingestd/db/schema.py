@@ -11,8 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from ingestd.db.engine import is_postgres
-from ingestd.errors import SchemaOutdated, StorageUnavailable, first_line
+from ingestd.db.errors import translated
+from ingestd.errors import SchemaOutdated
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # Any fixed number: instances starting together on one PostgreSQL take turns.
@@ -36,15 +36,26 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _lock(conn: sa.Connection) -> None:
+    """On PostgreSQL, instances starting together take turns (until commit)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+        # A migration rewrites whole tables: no per-statement limit for it.
+        conn.execute(sa.text("SET LOCAL statement_timeout = 0"))
+
+
+def _upgrade_on(conn: sa.Connection) -> None:
+    cfg = alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
+
+
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the schema to the newest revision; return (before, after)."""
     with engine.begin() as conn:
-        if is_postgres(engine):
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK})
+        _lock(conn)
         before = MigrationContext.configure(conn).get_current_revision()
-        cfg = alembic_config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        _upgrade_on(conn)
     return before, head_revision()
 
 
@@ -53,23 +64,26 @@ def ensure_schema(engine: Engine) -> None:
 
     Upgrading an existing database is left to ``ingestd db upgrade`` so that
     an operator decides when a shared database changes shape under other
-    instances that may still run the older version.
+    instances that may still run the older version. The revision is read
+    under the same lock as the creation, so a second instance starting at
+    the same moment waits and then sees the finished schema.
     """
-    try:
-        current = current_revision(engine)
-        if current is None:
-            with engine.connect() as conn:
-                has_tables = sa.inspect(conn).has_table("inbound_messages")
-            if has_tables:
-                raise SchemaOutdated(
-                    "the database has ingestd tables but no migration record; "
-                    "it was not made by ingestd"
-                )
-            upgrade(engine)
-            return
-    except sa.exc.OperationalError as exc:
-        raise StorageUnavailable(f"database unavailable: {first_line(exc)}") from exc
     head = head_revision()
+    with translated("schema check"):
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        if current is None:
+            with engine.begin() as conn:
+                _lock(conn)
+                current = MigrationContext.configure(conn).get_current_revision()
+                if current is None:
+                    if sa.inspect(conn).has_table("inbound_messages"):
+                        raise SchemaOutdated(
+                            "the database has ingestd tables but no migration record; "
+                            "it was not made by ingestd"
+                        )
+                    _upgrade_on(conn)
+                    return
     if current != head:
         raise SchemaOutdated(
             f"database schema is at revision {current}, this ingestd needs {head}: "

@@ -6,10 +6,13 @@ UTF-8 byte-order mark is removed, since it belongs to the file, not the mail.
 
 from __future__ import annotations
 
+import io
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 BOM = b"\xef\xbb\xbf"
 
@@ -69,25 +72,77 @@ def _strip_leading_blank_lines(data: bytes) -> bytes:
 
 def split_input(origin: str, data: bytes) -> Iterator[FileMessage | Refusal]:
     """The messages in one file's bytes, and a ``Refusal`` for what is not mail."""
-    if data.startswith(BOM):
-        data = data[len(BOM):]
-    data = _strip_leading_blank_lines(data)
-    first = first_line(data)
-    if is_envelope_line(first):
-        yield from _split_mbox(origin, data, _ENVELOPE.match)
+    return split_stream(origin, io.BytesIO(data))
+
+
+def split_stream(origin: str, stream: BinaryIO) -> Iterator[FileMessage | Refusal]:
+    """The messages in a byte stream, read line by line.
+
+    Memory is bounded by the largest message, not by the input: a 2 GB mbox
+    is never held whole. A file with old Mac CR line endings only (no LF in
+    its first 64 KiB) is read whole, as its lines cannot be found by reading
+    up to LF; such files are single saved messages in practice.
+    """
+    head = stream.read(_PEEK)
+    if head.startswith(BOM):
+        head = head[len(BOM):]
+    if b"\r" in head and b"\n" not in head:
+        lines: Iterator[bytes] = iter((head + stream.read()).splitlines(keepends=True))
+    else:
+        lines = _lines(head, stream)
+    # Padding first: blank or space-only lines before the first header.
+    first = b""
+    for line in lines:
+        if line.strip():
+            first = line.lstrip(b" \t")
+            break
+    rest = itertools.chain([first], lines)
+    content = first.rstrip(b"\r\n")
+    if is_envelope_line(content):
+        yield from _split_mbox(origin, rest, _ENVELOPE.match)
         return
-    loose = _LOOSE_ENVELOPE.match(first)
+    loose = _LOOSE_ENVELOPE.match(content)
     if loose is not None:
         # Split only at lines written the same way as the first (e.g. "From - ").
         token = re.escape(loose.group(1))
         same_shape = re.compile(rb"From " + token + rb"(?:\s|$)")
-        yield from _split_mbox(origin, data,
+        yield from _split_mbox(origin, rest,
                                lambda line: _ENVELOPE.match(line) or same_shape.match(line))
         return
+    data = b"".join(rest)
     if not looks_like_mail(data):
         yield Refusal(origin, _not_mail_reason(data))
         return
     yield FileMessage(origin, data)
+
+
+_PEEK = 64 * 1024
+
+
+def _lines(head: bytes, stream: BinaryIO) -> Iterator[bytes]:
+    """Lines ending in LF (kept), ``head`` first, then the rest of ``stream``.
+
+    Each byte is scanned once, so a message without any LF (or one huge
+    line) costs linear time, not quadratic.
+    """
+    partial = bytearray()
+    chunk = head
+    while chunk:
+        start = 0
+        end = chunk.find(b"\n")
+        while end >= 0:
+            if partial:
+                partial += chunk[start:end + 1]
+                yield bytes(partial)
+                partial.clear()
+            else:
+                yield chunk[start:end + 1]
+            start = end + 1
+            end = chunk.find(b"\n", start)
+        partial += chunk[start:]
+        chunk = stream.read(_PEEK)
+    if partial:
+        yield bytes(partial)
 
 
 def _not_mail_reason(data: bytes) -> str:
@@ -97,10 +152,13 @@ def _not_mail_reason(data: bytes) -> str:
     return f"no header block: first line is {first!r}"
 
 
+_BLANK = (b"\n", b"\r\n", b"\r")
+
+
 def _split_mbox(
-    origin: str, data: bytes, is_separator: Callable[[bytes], object]
+    origin: str, lines: Iterator[bytes], is_separator: Callable[[bytes], object]
 ) -> Iterator[FileMessage | Refusal]:
-    """Split at envelope lines that start the file or follow a blank line.
+    """Split at envelope lines that start the input or follow a blank line.
 
     A body line starting with "From " (no asctime date, or not after a blank
     line) splits nothing. The blank line before an envelope line is the
@@ -108,24 +166,29 @@ def _split_mbox(
     as it is: undoing it is ambiguous between mbox variants, and the raw
     bytes must stay what the file held.
     """
-    lines = data.splitlines(keepends=True)
-    starts: list[int] = []
+    body: list[bytes] | None = None
+    number = 0
     previous_blank = True
-    for index, line in enumerate(lines):
+    for line in lines:
         if previous_blank and is_separator(line.rstrip(b"\r\n")):
-            starts.append(index)
-        previous_blank = line in (b"\n", b"\r\n", b"\r")
-    for number, start in enumerate(starts, 1):
-        end = starts[number] if number < len(starts) else len(lines)
-        body = lines[start + 1 : end]
-        if number < len(starts) and body and body[-1] in (b"\n", b"\r\n", b"\r"):
-            body = body[:-1]
-        raw = _strip_leading_blank_lines(b"".join(body))
-        name = f"{origin}#{number}"
-        if looks_like_mail(raw):
-            yield FileMessage(name, raw)
-        else:
-            yield Refusal(name, _not_mail_reason(raw))
+            if body is not None:
+                if body and body[-1] in _BLANK:
+                    body.pop()
+                yield _mbox_message(origin, number, body)
+            number += 1
+            body = []
+        elif body is not None:
+            body.append(line)
+        previous_blank = line in _BLANK
+    if body is not None:
+        yield _mbox_message(origin, number, body)
+
+
+def _mbox_message(origin: str, number: int, body: list[bytes]) -> FileMessage | Refusal:
+    raw = _strip_leading_blank_lines(b"".join(body))
+    body.clear()
+    name = f"{origin}#{number}"
+    return FileMessage(name, raw) if looks_like_mail(raw) else Refusal(name, _not_mail_reason(raw))
 
 
 def expand_paths(paths: list[str]) -> Iterator[Path | str]:

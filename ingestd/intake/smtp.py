@@ -8,7 +8,10 @@ Reply policy (each line is tested in tests/test_smtp_*.py):
 * bare CR or bare LF in DATA                  → 550 5.6.0 (SMTP smuggling, parser differentials)
 * lines longer than RFC 5321's 1,000 octets   → accepted; only the message size limit applies
 * the commit failed, or anything unexpected   → 451 4.3.0 with a generic text
+* the database did not commit in time         → 451 4.3.0 within ``database.reply_within_seconds``
 * committed                                   → 250 2.0.0 with the message's id
+* stopping (SIGTERM): idle sessions           → 421 4.3.2 at once; sessions in DATA
+  finish (250 or 451) within ``smtp.drain_seconds``, then hear 421 4.3.2
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ingestd import __version__
 from ingestd.config.settings import SmtpSettings
-from ingestd.errors import IngestdError
+from ingestd.errors import IngestdError, ListenFailed
+from ingestd.intake.commit import GroupCommitter
 from ingestd.intake.recipients import MailboxAddresses
-from ingestd.intake.store import GroupCommitter, NewMessage
+from ingestd.intake.source import Source
 
 log = structlog.get_logger("ingestd.smtp")
 
@@ -45,6 +49,7 @@ REPLY_BARE_LINE_END = (
 )
 REPLY_TOO_BIG = "552 5.3.4 Message size exceeds the fixed maximum message size"
 REPLY_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+REPLY_SHUTTING_DOWN = b"421 4.3.2 Service shutting down, please try again later\r\n"
 
 # aiosmtpd's own replies that lack an enhanced status code, rewritten on the way out.
 _REWRITES = {
@@ -92,12 +97,30 @@ class ConnectionLimits:
             self._by_ip.pop(ip, None)
 
 
+class Sessions:
+    """The open SMTP sessions, so that a stop can drain them."""
+
+    def __init__(self) -> None:
+        self.open: set[IngestSMTP] = set()
+        self.draining = False
+        self.changed = asyncio.Event()
+
+    def in_data(self) -> list[IngestSMTP]:
+        return [s for s in self.open if s.in_data]
+
+    def left(self, session: IngestSMTP) -> None:
+        self.open.discard(session)
+        self.changed.set()
+
+
 class IngestSMTP(SMTP):
-    """aiosmtpd's SMTP with connection limits, long lines allowed and enhanced codes."""
+    """aiosmtpd's SMTP with connection limits, long lines allowed, enhanced codes, drain."""
 
     def __init__(self, handler: Any, *, max_message_size: int, limits: ConnectionLimits,
-                 **kwargs: Any) -> None:
+                 sessions: Sessions, **kwargs: Any) -> None:
         self._limits = limits
+        self._sessions = sessions
+        self.in_data = False
         self._admitted_ip: str | None = None
         # Real mail has lines longer than 1,000 octets (HTML from some clients,
         # long base64 lines); refusing them bounces legitimate mail. The reader
@@ -123,7 +146,12 @@ class IngestSMTP(SMTP):
             transport.write(REPLY_TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
             transport.close()
             return
+        if self._sessions.draining:
+            transport.write(REPLY_SHUTTING_DOWN)  # type: ignore[attr-defined]
+            transport.close()
+            return
         self._admitted_ip = ip
+        self._sessions.open.add(self)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -131,14 +159,28 @@ class IngestSMTP(SMTP):
             return
         self._limits.release(self._admitted_ip)
         self._admitted_ip = None
+        self._sessions.left(self)
         super().connection_lost(error)
 
     async def smtp_DATA(self, arg: str) -> None:
         self._reader._limit = self._data_line_limit  # type: ignore[attr-defined]
+        self.in_data = True
         try:
             await super().smtp_DATA(arg)
         finally:
+            self.in_data = False
             self._reader._limit = _COMMAND_BUFFER  # type: ignore[attr-defined]
+            self._sessions.changed.set()
+        if self._sessions.draining:
+            # The reply for this transaction is out; no next one is taken.
+            self.shut()
+
+    def shut(self) -> None:
+        """Say 421 4.3.2 and close (RFC 5321 3.8: the client retries later)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(REPLY_SHUTTING_DOWN)  # type: ignore[attr-defined]
+            transport.close()
 
     async def push(self, status: str) -> None:
         await super().push(_REWRITES.get(status, status))
@@ -156,6 +198,7 @@ class IntakeHandler:
         self._settings = settings
         self._addresses = addresses
         self._committer = committer
+        self._source = SmtpSource()
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -184,14 +227,9 @@ class IntakeHandler:
                 _emit(log.info, "smtp.transaction", outcome="refused_bare_line_end", **fields)
                 return REPLY_BARE_LINE_END
             mailbox, others = self._addresses.assign(envelope.rcpt_tos)
-            message = NewMessage(
-                source="smtp",
-                mailbox=mailbox,
-                also_mailboxes=others,
-                raw=raw,
-                envelope_from=envelope.mail_from,
-                envelope_to=list(envelope.rcpt_tos),
-                peer=fields["peer"],
+            message = self._source.message(
+                raw, mailbox, also_mailboxes=others, envelope_from=envelope.mail_from,
+                envelope_to=list(envelope.rcpt_tos), peer=fields["peer"],
             )
             message_id = await self._committer.submit(message)
         except asyncio.CancelledError:
@@ -225,10 +263,73 @@ def _peer(session: Session) -> str | None:
     return str(peer) if peer else None
 
 
+class SmtpSource(Source):
+    """Mail received over SMTP, keyed by its bytes (a resend after a lost 250 is the same)."""
+
+    kind = "smtp"
+
+
+class SmtpService:
+    """A daemon service: the listening socket and its sessions."""
+
+    name = "smtp"
+
+    def __init__(self, settings: SmtpSettings, addresses: MailboxAddresses,
+                 committer: GroupCommitter) -> None:
+        self._settings = settings
+        self._addresses = addresses
+        self._committer = committer
+        self._sessions = Sessions()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def ready(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    async def start(self) -> None:
+        try:
+            self._server = await start_smtp_server(
+                self._settings, self._addresses, self._committer, self._sessions)
+        except OSError as exc:
+            raise ListenFailed(
+                f"cannot listen on {self._settings.host}:{self._settings.port}: "
+                f"{exc.strerror or exc}") from exc
+
+    async def stop(self) -> None:
+        """Drain: no new connections; idle sessions 421 now; DATA finishes, then 421."""
+        if self._server is None:
+            return
+        self._server.close()
+        sessions = self._sessions
+        sessions.draining = True
+        for session in list(sessions.open):
+            if not session.in_data:
+                session.shut()
+        deadline = time.monotonic() + self._settings.drain_seconds
+        while sessions.in_data() and time.monotonic() < deadline:
+            sessions.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sessions.changed.wait(), deadline - time.monotonic())
+        unfinished = sessions.in_data()
+        for session in list(sessions.open):
+            session.shut()
+        _emit(log.info, "smtp.drained", cut_off=len(unfinished))
+        # Python 3.12's wait_closed also waits for every connection: bounded here.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        self._server = None
+
+
 async def start_smtp_server(
     settings: SmtpSettings,
     addresses: MailboxAddresses,
     committer: GroupCommitter,
+    sessions: Sessions,
 ) -> asyncio.Server:
     """Listen on ``settings.host:settings.port`` in the running loop."""
     handler = IntakeHandler(settings, addresses, committer)
@@ -240,6 +341,7 @@ async def start_smtp_server(
             handler,
             max_message_size=settings.max_message_size,
             limits=limits,
+            sessions=sessions,
             hostname=settings.hostname,
             ident=f"ingestd {__version__}",
             enable_SMTPUTF8=True,

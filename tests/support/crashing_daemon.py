@@ -3,8 +3,9 @@
 Stands in for what no test can summon on demand: a message that makes the
 worker die (out of memory, a segfault in a C extension). Marked with
 ``X-Test-Kill: always`` it kills every time; ``once`` kills the first time
-only (a flag file remembers). Worker processes run this module too (spawn
-imports the parent's main script), so the patch reaches them.
+only (a flag file remembers). The pipeline is handed to the daemon, which
+gives it to its workers: threads, or spawned processes (which unpickle
+``killing_parse`` from this script, imported there as their main module).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import ingestd.worker
-from ingestd.cli.main import main
+from ingestd.cli.run import run_daemon
+from ingestd.config import config_path, load_settings
 from ingestd.pipeline.context import MessageContext, Outcome
+from ingestd.pipeline.order import PIPELINE
 from ingestd.pipeline.stages.parse import parse
 
 
@@ -42,7 +44,7 @@ def killing_parse(ctx: MessageContext) -> Outcome | None:
     return parse(ctx)
 
 
-ingestd.worker.PREPARE = (("parse", killing_parse), *ingestd.worker.PREPARE[1:])
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    # Invoked as `crashing_daemon.py run --config PATH`, like `ingestd run`.
+    settings = load_settings(config_path(sys.argv[sys.argv.index("--config") + 1]))
+    sys.exit(run_daemon(settings, PIPELINE.replacing("parse", killing_parse)))

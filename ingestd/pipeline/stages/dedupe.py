@@ -9,24 +9,18 @@ insert but is visible to others only at commit.
 
 from __future__ import annotations
 
-import hashlib
-
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ingestd.db.tables import DEDUPE_KEYS
+from ingestd.message_keys import describe, message_id_key
 from ingestd.pipeline.context import MessageContext, Outcome
-
-
-def message_id_key(message_id: str, from_address: str) -> str:
-    digest = hashlib.sha256(f"{message_id}\0{from_address.lower()}".encode()).hexdigest()
-    return f"mid:{digest}"
 
 
 def dedupe(ctx: MessageContext) -> Outcome | None:
     if ctx.skip_dedupe:
         return None
-    keys = [(ctx.source_key, "same bytes" if ctx.source_key.startswith("sha256:") else "same id")]
+    keys = [(ctx.source_key, describe(ctx.source_key))]
     message = ctx.message
     # Same Message-ID from another From is not a duplicate: a forged
     # Message-ID must not suppress someone else's mail.

@@ -1,0 +1,1 @@
+"""Processing workers: one loop, run in threads or in supervised processes."""

@@ -1,0 +1,233 @@
+"""Worker processes: processing runs beside intake, never inside it.
+
+With ``processing.isolation: process`` (the default) each worker is its own
+process, started by the daemon and restarted when it dies. A message that
+crashes the parser (a segfault in a C extension, the kernel's OOM killer)
+takes one worker down; SMTP intake in the main process carries on, the
+worker is replaced, and the message's lease expires so it is tried again
+(its attempt already counted). Separate processes also let processing use
+every CPU instead of sharing intake's interpreter lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from multiprocessing.context import SpawnProcess
+from multiprocessing.sharedctypes import SynchronizedArray
+from multiprocessing.synchronize import Event
+
+import structlog
+
+from ingestd.config.settings import IngestdSettings
+from ingestd.pipeline.runner import Pipeline
+from ingestd.queue import worker_identity
+
+log = structlog.get_logger("ingestd.workers")
+
+# A worker that dies sooner than this after starting is restarted with a delay,
+# so a broken installation does not spin.
+_QUICK_DEATH_SECONDS = 5.0
+_SUPERVISE_EVERY = 0.5
+
+# Called with (message id, worker identity, seconds) after a hung worker is killed.
+OnTimeout = Callable[[int, str, float], None]
+
+
+class SharedBusy:
+    """Which message a worker process is on and since when, read and written together.
+
+    Two separate shared values could be read half-updated (the supervisor
+    seeing the old start time with the next message's id, and killing the
+    wrong message's worker); one array under one lock cannot.
+    """
+
+    def __init__(self, array: SynchronizedArray[float]) -> None:
+        self._array = array
+
+    @contextlib.contextmanager
+    def busy(self, message_id: int) -> Iterator[None]:
+        with self._array.get_lock():
+            self._array[0], self._array[1] = float(message_id), time.time()
+        try:
+            yield
+        finally:
+            with self._array.get_lock():
+                self._array[0], self._array[1] = 0.0, 0.0
+
+    def reset(self) -> None:
+        """Idle again: a killed worker never ran its ``finally``."""
+        with self._array.get_lock():
+            self._array[0], self._array[1] = 0.0, 0.0
+
+    def read(self) -> tuple[int, float]:
+        """(message id, since as a Unix time); (0, 0.0) when idle."""
+        with self._array.get_lock():
+            return int(self._array[0]), float(self._array[1])
+
+
+class WorkerProcesses:
+    """A service: starts, wakes, supervises and stops the worker processes.
+
+    The supervisor kills a worker that exceeds ``processing.timeout_seconds``
+    on one message (a message that makes the parser loop or crawl) and starts
+    a replacement.
+    """
+
+    name = "workers"
+
+    def __init__(self, settings: IngestdSettings, count: int,
+                 on_timeout: OnTimeout | None = None, pipeline: Pipeline | None = None
+                 ) -> None:
+        # spawn, not fork: the parent runs an event loop and threads.
+        self._context = multiprocessing.get_context("spawn")
+        self._settings = settings
+        self._pipeline = pipeline
+        self._timeout = settings.processing.timeout_seconds
+        self._on_timeout = on_timeout
+        self._stop = self._context.Event()
+        self._wakes = [self._context.Event() for _ in range(count)]
+        self._busy = [SharedBusy(self._context.Array("d", 2)) for _ in range(count)]
+        self._processes: list[SpawnProcess | None] = [None] * count
+        self._started_at = [0.0] * count
+        self._timed_out = [False] * count
+        self._identities = [""] * count
+        self._supervisor: asyncio.Task[None] | None = None
+        self.restarts = 0
+
+    async def start(self) -> None:
+        for index in range(len(self._processes)):
+            self._spawn(index)
+        self._supervisor = asyncio.create_task(self._supervise(), name="supervisor")
+
+    def _spawn(self, index: int) -> None:
+        # Chosen here, so the supervisor knows whose claim to end after a timeout.
+        self._identities[index] = worker_identity(index)
+        self._busy[index].reset()
+        process = self._context.Process(
+            target=run_worker_process,
+            args=(self._settings, self._identities[index], self._wakes[index], self._stop,
+                  os.getpid(), self._busy[index], self._pipeline),
+            name=f"ingestd-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        self._processes[index] = process
+        self._started_at[index] = time.monotonic()
+        log.info("worker.started", worker=index, pid=process.pid)
+
+    def notify(self) -> None:
+        """Intake committed something: wake every idle worker."""
+        for wake in self._wakes:
+            wake.set()
+
+    async def _supervise(self) -> None:
+        """Replace workers that die and kill hung ones, until stopped.
+
+        A failure here (the database locked while a timed-out message is
+        quarantined) is logged and the round retried: a supervisor that ended
+        would leave dead workers unreplaced for good.
+        """
+        while not self._stop.is_set():
+            await asyncio.sleep(_SUPERVISE_EVERY)
+            for index in range(len(self._processes)):
+                if self._stop.is_set():
+                    return
+                try:
+                    await self._check(index)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.error("worker.supervise_failed", worker=index,
+                              error=type(exc).__name__, detail=str(exc)[:300])
+
+    async def _check(self, index: int) -> None:
+        process = self._processes[index]
+        if process is None:
+            return
+        if process.is_alive():
+            await self._check_timeout(index, process)
+            return
+        quick = (time.monotonic() - self._started_at[index] < _QUICK_DEATH_SECONDS
+                 and not self._timed_out[index])
+        self._timed_out[index] = False
+        log.error("worker.died", worker=index, pid=process.pid, exitcode=process.exitcode,
+                  restarting_in=2.0 if quick else 0.0)
+        self._processes[index] = None
+        if quick:
+            await asyncio.sleep(2.0)
+        if not self._stop.is_set():
+            self.restarts += 1
+            self._spawn(index)
+
+    async def _check_timeout(self, index: int, process: SpawnProcess) -> None:
+        message_id, since = self._busy[index].read()
+        if not since or time.time() - since <= self._timeout:
+            return
+        seconds = round(time.time() - since, 1)
+        log.error("worker.timeout", worker=index, pid=process.pid, message=message_id,
+                  seconds=seconds)
+        process.kill()
+        await asyncio.to_thread(process.join, 5)
+        self._timed_out[index] = True
+        if self._on_timeout is not None:
+            await asyncio.to_thread(self._on_timeout, message_id, self._identities[index],
+                                    seconds)
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Ask every worker to finish its message and exit; kill what does not."""
+        self._stop.set()
+        self.notify()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        deadline = time.monotonic() + timeout
+        for process in self._processes:
+            if process is None:
+                continue
+            await asyncio.to_thread(process.join, max(0.1, deadline - time.monotonic()))
+            if process.is_alive():
+                log.warning("worker.killed_at_stop", pid=process.pid)
+                process.kill()
+                await asyncio.to_thread(process.join, 5)
+
+
+def run_worker_process(
+    settings: IngestdSettings, identity: str, wake: Event, stop: Event, parent_pid: int,
+    marker: SharedBusy, pipeline: Pipeline | None,
+) -> None:
+    """The body of one worker process."""
+    from ingestd.db.engine import make_engine
+    from ingestd.logs import configure_logging
+    from ingestd.workers.loop import WakeableWait, work_loop
+    from ingestd.workers.worker import Worker
+
+    # The parent owns Ctrl-C and SIGTERM; a worker finishes its message and leaves.
+    stopping = False
+
+    def on_term(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, on_term)
+    configure_logging(settings.logging)
+    engine = make_engine(settings.database)
+    worker = Worker(engine, settings, identity, pipeline=pipeline)
+    log.info("worker.ready", worker=identity, pid=os.getpid())
+    try:
+        work_loop(
+            worker,
+            stopping=lambda: stopping or stop.is_set() or os.getppid() != parent_pid,
+            wait=WakeableWait(wake),
+            poll=settings.processing.poll_interval_seconds,
+            marker=marker,
+        )
+    finally:
+        engine.dispose()
