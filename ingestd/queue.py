@@ -110,7 +110,8 @@ _DB_NOW = sa.select(sa.func.now())
 def database_now(conn: sa.Connection, fallback: datetime) -> datetime:
     """Lease time: on a shared PostgreSQL the database's clock, one for every host."""
     if conn.dialect.name == "postgresql":
-        return conn.execute(_DB_NOW).scalar_one()  # type: ignore[no-any-return]
+        now: datetime = conn.execute(_DB_NOW).scalar_one()
+        return now
     return fallback
 
 

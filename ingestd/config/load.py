@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from ingestd.config.settings import IngestdSettings
-from ingestd.config.yamlfile import KeyPath, LocatedDocument, YamlSyntaxError, load_located
-from ingestd.errors import ConfigError, Problem, ProblemsError
+from ingestd.config.yamlfile import KeyPath, LocatedDocument, load_located
+from ingestd.errors import ConfigError, Problem, ProblemsError, YamlSyntaxError
 
 # Words a validation error is reported in; each file kind speaks its own vocabulary.
 ReasonFor = Callable[[KeyPath, ErrorDetails], str]

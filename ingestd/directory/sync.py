@@ -36,6 +36,9 @@ from ingestd.directory.document import (
 )
 from ingestd.errors import StorageUnavailable, first_line
 
+# A row of any width (Row is generic over its column types in SQLAlchemy 2.1).
+DbRow = Row[*tuple[Any, ...]]
+
 # The kinds the summary counts, in the order it prints them.
 KINDS = ("clients", "sites", "users", "agents", "suppliers")
 Outcome = Literal["added", "updated", "unchanged"]
@@ -212,7 +215,7 @@ class _Importer:
         assert key is not None
         return int(key[0])
 
-    def _update(self, table: sa.Table, row: Row[Any], **values: Any) -> Outcome:
+    def _update(self, table: sa.Table, row: DbRow, **values: Any) -> Outcome:
         """Write only the columns that differ, so "unchanged" means no write at all."""
         changes = {name: v for name, v in values.items() if getattr(row, name) != v}
         if not changes:
@@ -221,7 +224,7 @@ class _Importer:
         return "updated"
 
 
-def _rows_by(conn: Connection, table: sa.Table, *key: str) -> dict[Any, Row[Any]]:
+def _rows_by(conn: Connection, table: sa.Table, *key: str) -> dict[Any, DbRow]:
     """Every row of ``table``, by the value (or tuple of values) of the ``key`` columns."""
     rows = conn.execute(sa.select(table)).all()
     if len(key) == 1:
@@ -235,9 +238,9 @@ def _user_emails(directory: DirectoryDocument) -> list[str]:
     ]
 
 
-def _users_by_email(conn: Connection, emails: Sequence[str]) -> dict[str, Row[Any]]:
+def _users_by_email(conn: Connection, emails: Sequence[str]) -> dict[str, DbRow]:
     columns = (USERS.c.id, USERS.c.email, USERS.c.site_id, USERS.c.name, USERS.c.vip)
-    found: dict[str, Row[Any]] = {}
+    found: dict[str, DbRow] = {}
     for start in range(0, len(emails), _IN_CHUNK):
         chunk = emails[start:start + _IN_CHUNK]
         for row in conn.execute(sa.select(*columns).where(USERS.c.email.in_(chunk))):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import Any, AnyStr
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -182,8 +182,10 @@ class IngestSMTP(SMTP):
             transport.write(REPLY_SHUTTING_DOWN)  # type: ignore[attr-defined]
             transport.close()
 
-    async def push(self, status: str) -> None:
-        await super().push(_REWRITES.get(status, status))
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):
+            status = _REWRITES.get(status, status)
+        await super().push(status)
 
 
 class IntakeHandler:

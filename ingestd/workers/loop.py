@@ -34,7 +34,7 @@ class NotWatched:
 
 
 def backoff_seconds(failures: int) -> float:
-    return min(30.0, 0.5 * 2 ** min(failures, 6))
+    return min(30.0, 0.5 * 2.0 ** min(failures, 6))
 
 
 def work_loop(

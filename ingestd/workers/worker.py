@@ -148,7 +148,7 @@ class Worker:
             wait=wait_exponential(multiplier=0.1, max=2),
             before_sleep=lambda state: log.warning(
                 "message.retrying", attempt=state.attempt_number,
-                error=first_line(state.outcome.exception()) if state.outcome else None),
+                error=_error_text(state.outcome.exception() if state.outcome else None)),
             reraise=True,
         )
         result = retrying(step, argument)
@@ -212,6 +212,10 @@ class Worker:
             sender_kind=sender.kind if sender else None,
             timings=ctx.timings if ctx else {}, seconds=round(seconds, 6),
         )
+
+
+def _error_text(error: BaseException | None) -> str | None:
+    return first_line(error) if error is not None else None
 
 
 def abandon_claim(engine: Engine, message_id: int, identity: str, error: str, *,

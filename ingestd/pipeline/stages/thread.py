@@ -42,7 +42,7 @@ def thread_by_references(ctx: MessageContext) -> Outcome | None:
         .where(ACTIONS.c.message_id.in_(candidates[:100]))
         .order_by(ACTIONS.c.id.desc())
     ).all()
-    by_id = {}
+    by_id: dict[str, int] = {}
     for mid, ticket_id in rows:
         by_id.setdefault(mid, ticket_id)
     for mid in candidates:  # In-Reply-To first, then the newest reference
