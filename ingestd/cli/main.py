@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from ingestd import __version__
 from ingestd.cli import (
+    attachments,
     check,
     db,
     directory,
@@ -21,7 +22,7 @@ from ingestd.cli import (
 from ingestd.cli.common import CommandFailed, add_config_option
 from ingestd.errors import IngestdError, InvalidRequest
 
-COMMAND_GROUPS = (run, check, ingest, messages, tickets, quarantine, directory, db)
+COMMAND_GROUPS = (run, check, ingest, messages, tickets, attachments, quarantine, directory, db)
 
 
 def build_parser() -> argparse.ArgumentParser:
