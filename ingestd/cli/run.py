@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
+from typing import TYPE_CHECKING
 
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, settings_from
-from ingestd.daemon import run_until_stopped
 from ingestd.errors import SchemaOutdated, StorageUnavailable
-from ingestd.logs import configure_logging
+
+if TYPE_CHECKING:
+    from ingestd.config.settings import IngestdSettings
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ingestd.logs import configure_logging
+
     settings = settings_from(args)
     configure_logging(settings.logging)
     try:
@@ -37,9 +41,14 @@ def run(args: argparse.Namespace) -> int:
     return exits.OK
 
 
-async def _serve(settings: object) -> None:
+async def _serve(settings: IngestdSettings) -> None:
+    import asyncio
+    import signal
+
+    from ingestd.daemon import run_until_stopped
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_until_stopped(settings, stop)  # type: ignore[arg-type]
+    await run_until_stopped(settings, stop)
