@@ -11,9 +11,9 @@ import sqlalchemy as sa
 import yaml
 from sqlalchemy.engine import Engine
 
-from ingestd import tickets
 from ingestd.cli.main import main
 from ingestd.db.tables import INBOUND
+from ingestd.services import tickets
 from tests.conftest import FIXTURES, base_config
 from tests.support.waiting import wait_for
 

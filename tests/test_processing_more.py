@@ -9,10 +9,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ingestd import tickets
 from ingestd.cli.main import main
 from ingestd.config import load_settings
 from ingestd.db.engine import make_engine
+from ingestd.services import tickets
 from ingestd.workers.worker import Worker
 from tests.conftest import FIXTURES, inbound_rows, write_config
 from tests.processing_env import import_directory, processing_config

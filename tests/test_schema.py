@@ -23,6 +23,8 @@ CONTRACT_TABLES = {
     "tickets", "actions", "attachments", "inbound_messages", "inbox_items", "crm_notes",
     "clients", "sites", "users", "agents", "suppliers", "api_tokens",
 }
+# A configuration needs a mailbox (else every recipient would be refused).
+ONE_MAILBOX = "mailboxes:\n  - name: support\n    addresses: [support@example.com]\n"
 
 
 def test_upgrade_creates_every_table_and_matches_models(
@@ -48,7 +50,7 @@ def test_commands_create_schema_on_empty_database(
 ) -> None:
     """A command that needs the database creates the schema by itself when it is empty."""
     config = tmp_path / "c.yaml"
-    config.write_text(f"database:\n  url: {sqlite_url}\n")
+    config.write_text(f"database:\n  url: {sqlite_url}\n" + ONE_MAILBOX)
     assert main(["db", "status", "--config", str(config)]) == 0
     assert "schema revision none" in capsys.readouterr().out
     assert main(["messages", "list", "--config", str(config)]) == 0
@@ -81,7 +83,7 @@ def test_foreign_tables_without_migration_record_are_refused(
         conn.execute(sa.text("CREATE TABLE inbound_messages (x INTEGER)"))
     engine.dispose()
     config = tmp_path / "c.yaml"
-    config.write_text(f"database:\n  url: {sqlite_url}\n")
+    config.write_text(f"database:\n  url: {sqlite_url}\n" + ONE_MAILBOX)
     assert main(["messages", "list", "--config", str(config)]) == 78
     assert "not made by ingestd" in capsys.readouterr().err
 

@@ -1,33 +1,36 @@
-"""What every sub-command needs: settings, a ready database, output helpers."""
+"""What every sub-command needs: settings, a ready database, output helpers.
+
+Imported by every command module when ``ingestd`` starts, so it imports nothing
+heavy at the top: configuration and database modules load inside the helpers,
+when a command runs (see ``cli/main.py``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from sqlalchemy.engine import Engine
+from typing import TYPE_CHECKING, Any
 
 from ingestd.cli import exits
-from ingestd.config import config_path, load_settings
-from ingestd.config.settings import IngestdSettings
-from ingestd.db.engine import make_engine
-from ingestd.db.schema import ensure_schema
-from ingestd.errors import ConfigError, SchemaOutdated, StorageUnavailable
+from ingestd.errors import CommandFailed
 
+__all__ = ["CommandFailed"]  # commands import it from here with the other helpers
 
-class CommandFailed(Exception):
-    """Stop a command with an exit code and a message for stderr."""
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
-    def __init__(self, code: int, message: str) -> None:
-        self.code = code
-        super().__init__(message)
+    from ingestd.config.settings import IngestdSettings
+    from ingestd.services.page import Page
 
 
 def settings_from(args: argparse.Namespace) -> IngestdSettings:
+    from ingestd.config import config_path, load_settings
+    from ingestd.errors import ConfigError
+
     path = config_path(getattr(args, "config", None))
     try:
         return load_settings(path)
@@ -38,6 +41,10 @@ def settings_from(args: argparse.Namespace) -> IngestdSettings:
 @contextmanager
 def database(settings: IngestdSettings) -> Iterator[Engine]:
     """An engine on a database whose schema is current (created if empty)."""
+    from ingestd.db.engine import make_engine
+    from ingestd.db.schema import ensure_schema
+    from ingestd.errors import SchemaOutdated, StorageUnavailable
+
     engine = make_engine(settings.database)
     try:
         try:
@@ -54,6 +61,24 @@ def database(settings: IngestdSettings) -> Iterator[Engine]:
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout, indent=2, default=str, ensure_ascii=False)
     sys.stdout.write("\n")
+
+
+def note_truncation(page: Page, option: str = "--limit") -> None:
+    """On stderr, when a listing stopped at its limit: ``showing 50 of 1,284; use --limit``."""
+    if page.truncated:
+        print(f"showing {len(page.records):,} of {page.total:,}; use {option}", file=sys.stderr)
+
+
+# C0 but tab and newline, DEL, C1.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters (but newline and tab) written as escapes.
+
+    Subjects and bodies come from senders; a raw ESC could rewrite the terminal.
+    """
+    return _CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
 def add_config_option(parser: argparse.ArgumentParser, *, root: bool = False) -> None:

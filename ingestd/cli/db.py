@@ -6,8 +6,6 @@ import argparse
 
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, settings_from
-from ingestd.db.engine import make_engine
-from ingestd.db.schema import current_revision, head_revision, upgrade
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def db_upgrade(args: argparse.Namespace) -> int:
+    from ingestd.db.engine import make_engine
+    from ingestd.db.schema import upgrade
+
     engine = make_engine(settings_from(args).database)
     try:
         before, after = upgrade(engine)
@@ -37,6 +38,9 @@ def db_upgrade(args: argparse.Namespace) -> int:
 
 
 def db_status(args: argparse.Namespace) -> int:
+    from ingestd.db.engine import make_engine
+    from ingestd.db.schema import current_revision, head_revision
+
     engine = make_engine(settings_from(args).database)
     try:
         current = current_revision(engine)

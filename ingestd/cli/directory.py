@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
-from ingestd.directory import export_directory, import_directory, load_directory, to_yaml
 from ingestd.errors import DirectoryFileError, StorageUnavailable
 
 IMPORT_HELP = """\
@@ -49,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def directory_import(args: argparse.Namespace) -> int:
+    from ingestd.directory import import_directory, load_directory
+
     # The file first: it needs no database, and a bad one must not reach it.
     try:
         directory = load_directory(args.file)
@@ -68,6 +69,8 @@ def directory_import(args: argparse.Namespace) -> int:
 
 
 def directory_export(args: argparse.Namespace) -> int:
+    from ingestd.directory import export_directory, to_yaml
+
     settings = settings_from(args)
     with database(settings) as engine:
         directory = export_directory(engine)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
+from typing import TYPE_CHECKING
 
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, settings_from
-from ingestd.config.settings import IngestdSettings
-from ingestd.daemon import run_until_stopped
 from ingestd.errors import ListenFailed, SchemaOutdated, StorageUnavailable
-from ingestd.logs import configure_logging
-from ingestd.pipeline.runner import Pipeline
+
+if TYPE_CHECKING:
+    from ingestd.config.settings import IngestdSettings
+    from ingestd.pipeline.runner import Pipeline
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
 
 def run_daemon(settings: IngestdSettings, pipeline: Pipeline | None = None) -> int:
     """Serve until SIGTERM / SIGINT; start-up failures become exit codes with their cause."""
+    import asyncio
+
+    from ingestd.logs import configure_logging
+
     configure_logging(settings.logging)
     try:
         asyncio.run(_serve(settings, pipeline))
@@ -45,6 +48,11 @@ def run_daemon(settings: IngestdSettings, pipeline: Pipeline | None = None) -> i
 
 
 async def _serve(settings: IngestdSettings, pipeline: Pipeline | None) -> None:
+    import asyncio
+    import signal
+
+    from ingestd.daemon import run_until_stopped
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

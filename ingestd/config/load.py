@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from ingestd.config.settings import IngestdSettings
+from ingestd.config.settings import IngestdSettings, Mailbox
 from ingestd.config.yamlfile import KeyPath, LocatedDocument, load_located
 from ingestd.errors import ConfigError, Problem, ProblemsError, YamlSyntaxError
 
@@ -50,16 +51,31 @@ def read_located(path: Path, error: type[ProblemsError]) -> LocatedDocument:
 
 
 def validate_document(doc: LocatedDocument) -> IngestdSettings:
+    """Settings from ``doc``, or ``ConfigError`` with every problem, in file order.
+
+    The rules across mailboxes look at the file's values, so their problems
+    are reported together with those of single settings, not only once those
+    are fixed.
+    """
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.problem((), "the top level must be a mapping of settings")])
+    across = _cross_checks(doc, doc.data)
     try:
         settings = IngestdSettings.model_validate(doc.data)
     except ValidationError as exc:
-        raise ConfigError(problems_from_validation(doc, exc, _setting_reason)) from exc
-    problems = _cross_checks(doc, settings)
-    if problems:
-        raise ConfigError(problems)
+        single = problems_from_validation(doc, exc, _setting_reason)
+        if _NO_MAILBOX in (p.reason for p in across):
+            # `mailboxes:` with no value: one clear reason, not also "not a valid tuple".
+            single = [p for p in single if p.path != "mailboxes"]
+        raise ConfigError(_in_file_order([*single, *across])) from exc
+    if across:
+        raise ConfigError(_in_file_order(across))
     return settings
+
+
+def _in_file_order(problems: list[Problem]) -> list[Problem]:
+    """Sorted by line, then key; problems at the same place keep their order."""
+    return sorted(problems, key=lambda p: (p.line or 0, p.path))
 
 
 def problems_from_validation(
@@ -89,30 +105,58 @@ def _setting_reason(_path: KeyPath, error: ErrorDetails) -> str:
     return plain_message(error)
 
 
-def _cross_checks(doc: LocatedDocument, settings: IngestdSettings) -> list[Problem]:
-    """Rules that span several mailboxes."""
+_NO_MAILBOX = "no mailbox configured; every recipient would be refused"
+
+
+def _cross_checks(doc: LocatedDocument, data: dict[Any, Any]) -> list[Problem]:
+    """Rules that span several mailboxes, on the file's values.
+
+    They run whether or not the rest validates; values that are not a mailbox,
+    a name or an address (reported by validation) are skipped here.
+    """
+    mailboxes = data.get("mailboxes")
+    if mailboxes is None or mailboxes == []:
+        return [doc.problem(("mailboxes",), _NO_MAILBOX)]
+    if not isinstance(mailboxes, list):
+        return []
     problems = []
     names: dict[str, int] = {}
     owners: dict[str, str] = {}
-    for i, mailbox in enumerate(settings.mailboxes):
-        if mailbox.name in names:
-            problems.append(doc.problem(
-                ("mailboxes", i, "name"),
-                f"mailbox name {mailbox.name!r} is already used by "
-                f"mailboxes[{names[mailbox.name]}]",
-            ))
-        names.setdefault(mailbox.name, i)
-        for j, address in enumerate(mailbox.addresses):
+    for i, mailbox in enumerate(mailboxes):
+        if not isinstance(mailbox, dict):
+            continue
+        name = mailbox.get("name")
+        if isinstance(name, str):
+            if name in names:
+                problems.append(doc.problem(
+                    ("mailboxes", i, "name"),
+                    f"mailbox name {name!r} is already used by mailboxes[{names[name]}]",
+                ))
+            names.setdefault(name, i)
+        owner = f"mailbox {name!r}" if isinstance(name, str) else f"mailboxes[{i}]"
+        addresses = mailbox.get("addresses")
+        for j, value in enumerate(addresses if isinstance(addresses, list) else []):
+            address = _address(value)
+            if address is None:
+                continue
             if "+" in address.partition("@")[0]:
                 problems.append(doc.problem(
                     ("mailboxes", i, "addresses", j),
                     f"{address!r}: list the base address; +detail forms are accepted automatically",
                 ))
-            if address in owners and owners[address] != mailbox.name:
+            if address in owners and owners[address] != owner:
                 problems.append(doc.problem(
                     ("mailboxes", i, "addresses", j),
-                    f"{address} is already claimed by mailbox {owners[address]!r}; "
+                    f"{address} is already claimed by {owners[address]}; "
                     "an address can belong to one mailbox only",
                 ))
-            owners.setdefault(address, mailbox.name)
+            owners.setdefault(address, owner)
     return problems
+
+
+def _address(value: object) -> str | None:
+    """``value`` as a mailbox stores it (normalised), or None if a mailbox refuses it."""
+    try:
+        return Mailbox.model_validate({"name": "x", "addresses": [value]}).addresses[0]
+    except ValidationError:
+        return None

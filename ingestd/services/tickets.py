@@ -1,4 +1,4 @@
-"""Tickets as the CLI shows them, and the two changes operators make by hand.
+"""Tickets with their actions, and the two changes operators make by hand.
 
 The dictionaries built here are the ``--json`` contract of ``ingestd tickets``.
 """
@@ -11,9 +11,9 @@ import sqlalchemy as sa
 
 from ingestd.db.models import utcnow
 from ingestd.db.tables import ACTIONS, AGENTS, ATTACHMENTS, CLIENTS, SITES, TICKETS, USERS
-from ingestd.errors import NotFound
-
-TICKET_STATUSES = ("open", "closed")
+from ingestd.errors import InvalidRequest, NotFound
+from ingestd.services.page import Page, count_where
+from ingestd.services.vocabulary import TICKET_STATUSES
 
 
 def _iso(value: Any) -> str | None:
@@ -42,17 +42,21 @@ def _ticket_record(row: Any) -> dict[str, Any]:
     }
 
 
-def list_tickets(conn: sa.Connection, status: str | None = None,
-                 mailbox: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    query = _ticket_query().order_by(TICKETS.c.id.desc()).limit(limit)
+def list_tickets(conn: sa.Connection, *, status: str | None = None,
+                 mailbox: str | None = None, limit: int = 100) -> Page:
+    """Tickets, newest first, at most ``limit``."""
+    conditions = []
     if status:
-        query = query.where(TICKETS.c.status == status)
+        conditions.append(TICKETS.c.status == status)
     if mailbox:
-        query = query.where(TICKETS.c.mailbox == mailbox)
-    return [_ticket_record(row) for row in conn.execute(query)]
+        conditions.append(TICKETS.c.mailbox == mailbox)
+    query = _ticket_query().where(*conditions).order_by(TICKETS.c.id.desc()).limit(max(limit, 0))
+    records = [_ticket_record(row) for row in conn.execute(query)]
+    return Page(records, count_where(conn, TICKETS, *conditions))
 
 
 def show_ticket(conn: sa.Connection, ticket_id: int) -> dict[str, Any]:
+    """One ticket with its actions, oldest first, and each action's attachments."""
     row = conn.execute(_ticket_query().where(TICKETS.c.id == ticket_id)).first()
     if row is None:
         raise NotFound(f"no ticket with id {ticket_id}")
@@ -84,6 +88,9 @@ def show_ticket(conn: sa.Connection, ticket_id: int) -> dict[str, Any]:
 
 
 def set_status(conn: sa.Connection, ticket_id: int, status: str) -> None:
+    """Open or close a ticket (what the helpdesk does)."""
+    if status not in TICKET_STATUSES:
+        raise InvalidRequest(f"a ticket's status is one of {', '.join(TICKET_STATUSES)}")
     result = conn.execute(
         sa.update(TICKETS).where(TICKETS.c.id == ticket_id)
         .values(status=status, updated_at=utcnow())
@@ -93,6 +100,7 @@ def set_status(conn: sa.Connection, ticket_id: int, status: str) -> None:
 
 
 def normalise_message_id(value: str) -> str:
+    """``abc@x`` or ``<abc@x>`` → ``<abc@x>``, the form Message-ID headers have."""
     value = value.strip()
     return value if value.startswith("<") and value.endswith(">") else f"<{value.strip('<>')}>"
 
@@ -109,12 +117,3 @@ def add_outgoing(conn: sa.Connection, ticket_id: int, message_id: str, to: str,
             created_at=utcnow(),
         ).returning(ACTIONS.c.id)
     ).scalar_one())
-
-
-def attachment_content(conn: sa.Connection, attachment_id: int) -> bytes:
-    content = conn.execute(
-        sa.select(ATTACHMENTS.c.content).where(ATTACHMENTS.c.id == attachment_id)
-    ).scalar()
-    if content is None:
-        raise NotFound(f"no attachment with id {attachment_id}")
-    return bytes(content)
