@@ -46,7 +46,7 @@ import yaml
 
 from ingestd.config.settings import DatabaseSettings
 from ingestd.db.engine import make_engine, read_only
-from ingestd.db.models import InboundMessage
+from ingestd.db.tables import INBOUND
 
 SENDER = "bench.sender@customer.example"
 RECIPIENT = "support@example.com"
@@ -65,7 +65,7 @@ TARGET_ACCEPT_RATIO = 0.5
 TARGET_ACCEPT_CONNECTIONS = 32
 TARGET_END_TO_END_PER_SECOND = 300.0
 
-_INBOUND = InboundMessage.__table__  # type: ignore[attr-defined]
+_INBOUND = INBOUND
 
 
 @dataclass(frozen=True)

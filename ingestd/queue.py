@@ -34,7 +34,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ingestd.db.tables import INBOUND
+from ingestd.db.inbound import INBOUND
 from ingestd.errors import InvalidRequest, LeaseLost, NotFound
 
 STATUSES = ("pending", "processed", "duplicate", "ignored", "quarantined")

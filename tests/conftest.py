@@ -20,8 +20,8 @@ from ingestd.config import load_settings
 from ingestd.config.settings import DatabaseSettings, IngestdSettings
 from ingestd.daemon import Services, run_until_stopped
 from ingestd.db.engine import make_engine
-from ingestd.db.models import InboundMessage
 from ingestd.db.schema import upgrade
+from ingestd.db.tables import INBOUND
 from tests.support.postgres import PostgresServer, find_bindir, remove_server, start_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def pg_server() -> Iterator[PostgresServer]:
 
 
 def inbound_rows(engine: Engine) -> list[Any]:
-    table = InboundMessage.__table__  # type: ignore[attr-defined]
+    table = INBOUND
     with engine.connect() as conn:
         return list(conn.execute(sa.select(table).order_by(table.c.id)))
 

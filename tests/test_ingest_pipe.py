@@ -16,10 +16,10 @@ MESSAGE = (FIXTURES / "simple-crlf.eml").read_bytes()
 # Run like `ingestd ingest`, with one function swapped for a failure first.
 _INJECT = """
 import sys
-import ingestd.intake.file_source as target
+import ingestd.db.direct as target
 def broken(*args, **kwargs):
     raise {error}
-target.{name} = broken
+target.DirectStore.{name} = broken
 from ingestd.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -44,7 +44,7 @@ def config(tmp_path: Path) -> Path:
 def test_a_bug_exits_75_so_the_mta_keeps_the_mail(config: Path) -> None:
     """An unexpected exception while storing (an injected bug) exits 75, not 1."""
     result = _pipe(config, "--mailbox", "support", "-",
-                   inject=("commit_messages", "RuntimeError('injected bug')"))
+                   inject=("insert", "RuntimeError('injected bug')"))
     assert result.returncode == 75, result.stderr
     assert b"injected bug" in result.stderr
 
@@ -52,7 +52,7 @@ def test_a_bug_exits_75_so_the_mta_keeps_the_mail(config: Path) -> None:
 def test_a_storage_failure_exits_75(config: Path) -> None:
     """The database refusing the write (an injected outage) exits 75."""
     result = _pipe(config, "--mailbox", "support", "-", inject=(
-        "commit_messages",
+        "insert",
         "__import__('ingestd.errors').errors.StorageUnavailable('database is locked')"))
     assert result.returncode == 75, result.stderr
     assert b"not_stored: database is locked" in result.stderr

@@ -101,3 +101,22 @@ def test_wheel_ships_the_migrations(tmp_path: Path) -> None:
     assert "ingestd/migrations/env.py" in names
     assert "ingestd/migrations/script.py.mako" in names
     assert {f"ingestd/migrations/versions/{r}" for r in revisions} <= names
+
+
+def test_the_revision_constant_is_the_newest_migration() -> None:
+    """schema.HEAD (the fast check's revision) names the newest Alembic revision."""
+    from ingestd.db.schema import HEAD
+
+    assert head_revision() == HEAD
+
+
+def test_the_core_inbound_table_matches_the_models_metadata() -> None:
+    """The Core inbound_messages table and its copy in the models' metadata are one shape."""
+    from ingestd.db.inbound import INBOUND
+    from ingestd.db.models import INBOUND_MESSAGES
+
+    def shape(table: sa.Table) -> list[tuple[str, str, bool]]:
+        return [(c.name, repr(c.type), bool(c.nullable)) for c in table.columns]
+
+    assert shape(INBOUND) == shape(INBOUND_MESSAGES)
+    assert metadata.tables["inbound_messages"] is INBOUND_MESSAGES

@@ -7,15 +7,15 @@ and status value.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from ingestd.db.inbound import INBOUND, utcnow
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["utcnow"]  # re-exported: the clock every table's timestamps use
 
 
 def _ts(nullable: bool = False, index: bool = False) -> Any:
@@ -147,61 +147,10 @@ class Attachment(SQLModel, table=True):
     content: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
 
 
-class InboundMessage(SQLModel, table=True):
-    """Every message intake accepted, with its raw bytes: the queue and the log.
-
-    status: pending | processed | duplicate | ignored | quarantined
-    """
-
-    __tablename__ = "inbound_messages"
-    __table_args__ = (sa.Index("ix_inbound_messages_status_id", "status", "id"),)
-    id: int | None = Field(default=None, primary_key=True)
-    source: str = Field(max_length=64)
-    # Chosen by the source: sha256 of the raw bytes (SMTP, files) or mailbox +
-    # provider id (pulls; a Graph id alone runs to 150+ characters).
-    source_key: str = Field(sa_column=sa.Column(sa.Text, nullable=False, index=True))
-    mailbox: str = Field(max_length=255, index=True)
-    # Other configured mailboxes the same transaction was addressed to.
-    also_mailboxes: list[str] = Field(
-        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
-    )
-    envelope_from: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
-    envelope_to: list[str] = Field(
-        default_factory=list, sa_column=sa.Column(sa.JSON, nullable=False)
-    )
-    peer: str | None = Field(default=None, max_length=255)
-    message_id: str | None = Field(
-        default=None, sa_column=sa.Column(sa.String(998), nullable=True, index=True)
-    )
-    subject: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
-    size: int
-    received_at: datetime | None = _ts()
-    status: str = Field(default="pending", max_length=16)
-    reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
-    attempts: int = 0
-    claimed_by: str | None = Field(default=None, max_length=255)
-    claimed_until: datetime | None = _ts(nullable=True)
-    # After a failed attempt: not claimed again before this (the retry back-off).
-    not_before: datetime | None = _ts(nullable=True)
-    processed_at: datetime | None = _ts(nullable=True)
-    # Plain ids, not foreign keys: the intake log outlives tickets the helpdesk
-    # deletes, and actions already point back here (no reference cycle).
-    ticket_id: int | None = None
-    action_id: int | None = None
-    inbox_item_id: int | None = None
-    duplicate_of: int | None = Field(default=None, foreign_key="inbound_messages.id")
-    defects: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
-    stage_timings: dict[str, float] | None = Field(
-        default=None, sa_column=sa.Column(sa.JSON, nullable=True)
-    )
-    # Last, so listings that skip it never read a large value's pages in SQLite.
-    raw: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
-    # "<stage>: <error>" of the last failed attempt; the quarantine reason quotes it.
-    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
-    # Set by `messages reprocess`: an operator asked to process a duplicate anyway.
-    skip_dedupe: bool = Field(
-        default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false())
-    )
+# inbound_messages is defined in Core (ingestd/db/inbound.py), so that intake
+# can store mail without loading sqlmodel; here it joins the metadata that the
+# migrations and the other tables' foreign keys refer to.
+INBOUND_MESSAGES = INBOUND.to_metadata(SQLModel.metadata)
 
 
 class DedupeKey(SQLModel, table=True):

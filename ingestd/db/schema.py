@@ -1,39 +1,59 @@
-"""Create and upgrade the schema with the Alembic migrations inside the package."""
+"""Create and upgrade the schema with the Alembic migrations inside the package.
+
+Alembic is imported only when the schema has to be read by it or changed: a
+command that finds the schema current (every run of ``ingestd ingest -`` by
+an MTA) checks the revision with one query.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from ingestd.db.errors import translated
 from ingestd.errors import SchemaOutdated
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# The newest revision in MIGRATIONS (tests/test_schema.py checks they agree).
+HEAD = "0003"
 # Any fixed number: instances starting together on one PostgreSQL take turns.
 _SCHEMA_LOCK = 0x1D6E57D
+_VERSION = sa.table("alembic_version", sa.column("version_num"))
 
 
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
+def _stored_revision(conn: sa.Connection) -> str | None:
+    """The revision recorded in the database; None when it records none."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    value = conn.execute(sa.select(_VERSION.c.version_num)).scalar()
+    return str(value) if value is not None else None
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _stored_revision(conn)
 
 
 def _lock(conn: sa.Connection) -> None:
@@ -45,6 +65,8 @@ def _lock(conn: sa.Connection) -> None:
 
 
 def _upgrade_on(conn: sa.Connection) -> None:
+    from alembic import command
+
     cfg = alembic_config()
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, "head")
@@ -54,9 +76,9 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the schema to the newest revision; return (before, after)."""
     with engine.begin() as conn:
         _lock(conn)
-        before = MigrationContext.configure(conn).get_current_revision()
+        before = _stored_revision(conn)
         _upgrade_on(conn)
-    return before, head_revision()
+    return before, HEAD
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -65,17 +87,16 @@ def ensure_schema(engine: Engine) -> None:
     Upgrading an existing database is left to ``ingestd db upgrade`` so that
     an operator decides when a shared database changes shape under other
     instances that may still run the older version. The revision is read
-    under the same lock as the creation, so a second instance starting at
-    the same moment waits and then sees the finished schema.
+    again under the lock that creation holds, so a second instance starting
+    at the same moment waits and then sees the finished schema.
     """
-    head = head_revision()
     with translated("schema check"):
         with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+            current = _stored_revision(conn)
         if current is None:
             with engine.begin() as conn:
                 _lock(conn)
-                current = MigrationContext.configure(conn).get_current_revision()
+                current = _stored_revision(conn)
                 if current is None:
                     if sa.inspect(conn).has_table("inbound_messages"):
                         raise SchemaOutdated(
@@ -84,8 +105,8 @@ def ensure_schema(engine: Engine) -> None:
                         )
                     _upgrade_on(conn)
                     return
-    if current != head:
+    if current != HEAD:
         raise SchemaOutdated(
-            f"database schema is at revision {current}, this ingestd needs {head}: "
+            f"database schema is at revision {current}, this ingestd needs {HEAD}: "
             "run `ingestd db upgrade`"
         )

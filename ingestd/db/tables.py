@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from ingestd.db import models
+from ingestd.db import inbound, models
 
 
 def _table(model: type) -> sa.Table:
@@ -27,7 +27,7 @@ SUPPLIER_ADDRESSES = _table(models.SupplierAddress)
 TICKETS = _table(models.Ticket)
 ACTIONS = _table(models.Action)
 ATTACHMENTS = _table(models.Attachment)
-INBOUND = _table(models.InboundMessage)
+INBOUND = inbound.INBOUND
 INBOX_ITEMS = _table(models.InboxItem)
 CRM_NOTES = _table(models.CrmNote)
 API_TOKENS = _table(models.ApiToken)

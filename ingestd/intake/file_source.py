@@ -10,16 +10,18 @@ batch committed is then absorbed by dedupe).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from sqlalchemy.engine import Engine
 
 from ingestd.errors import IngestdError
 from ingestd.intake.files import FileMessage, Refusal, expand_paths, split_stream
-from ingestd.intake.source import NewMessage, Source, commit_messages
+from ingestd.intake.source import NewMessage, Source
+
+# Stores messages as pending rows in one transaction and returns their ids.
+Commit = Callable[[Sequence[NewMessage]], list[int]]
 
 log = structlog.get_logger("ingestd.ingest")
 
@@ -79,9 +81,9 @@ def read_inputs(paths: Sequence[str]) -> Iterator[FileMessage | Refusal | Unread
 class FileIntake:
     """Stores what ``read_inputs`` yields for one mailbox, in batches."""
 
-    def __init__(self, engine: Engine, mailbox: str, *, envelope_from: str | None = None,
+    def __init__(self, commit: Commit, mailbox: str, *, envelope_from: str | None = None,
                  envelope_to: Sequence[str] = ()) -> None:
-        self._engine = engine
+        self._commit = commit
         self._mailbox = mailbox
         self._envelope_from = envelope_from
         self._envelope_to = tuple(envelope_to)
@@ -123,7 +125,7 @@ class FileIntake:
             return
         if self.failure is None:
             try:
-                ids = commit_messages(self._engine, [m for m, _ in batch])
+                ids = self._commit([m for m, _ in batch])
             except IngestdError as exc:
                 self.failure = exc
             else:

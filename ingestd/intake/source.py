@@ -12,19 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-
-from ingestd import queue
-from ingestd.db.errors import translated
-from ingestd.db.models import utcnow
 from ingestd.intake.headers import summary_headers
 from ingestd.message_keys import content_key
 
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Engine
+
 # Written in the same transaction as the messages it covers.
-Checkpoint = Callable[[sa.Connection], None]
+Checkpoint = Callable[["sa.Connection"], None]
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class NewMessage:
             "message_id": message_id,
             "subject": subject,
             "size": len(self.raw),
-            "received_at": utcnow(),
+            "received_at": datetime.now(UTC),
             "raw": self.raw,
         }
 
@@ -99,6 +98,11 @@ def commit_messages(engine: Engine, messages: Sequence[NewMessage],
     ``StorageRejected`` when a value of these messages was refused,
     ``StorageUnavailable`` when the database was.
     """
+    # Here, not at the top: the files source stores through the driver alone
+    # (db/direct.py) and must not pay for SQLAlchemy's statements at start-up.
+    from ingestd import queue
+    from ingestd.db.errors import translated
+
     if not messages and checkpoint is None:
         return []
     with translated("intake commit"):

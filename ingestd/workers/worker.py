@@ -29,7 +29,7 @@ from ingestd import queue
 from ingestd.config.settings import IngestdSettings
 from ingestd.db.engine import processing_engine
 from ingestd.db.errors import translated
-from ingestd.db.models import utcnow
+from ingestd.db.inbound import utcnow
 from ingestd.errors import (
     LeaseLost,
     LimitExceeded,
