@@ -145,7 +145,7 @@ def _sqlite_connection(settings: DatabaseSettings) -> _Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute(f"PRAGMA busy_timeout={int(settings.busy_timeout_ms)}")
     conn.execute("PRAGMA foreign_keys=ON")
-    return conn  # type: ignore[return-value]
+    return conn
 
 
 def _pg_connection(settings: DatabaseSettings) -> _Connection:
@@ -159,4 +159,4 @@ def _pg_connection(settings: DatabaseSettings) -> _Connection:
         "options": f"-c statement_timeout={settings.statement_timeout_ms}",
         **{k: v for k, v in url.query.items() if isinstance(v, str)},
     }
-    return psycopg.connect(**{k: v for k, v in params.items() if v is not None})  # type: ignore[return-value]
+    return psycopg.connect(**{k: v for k, v in params.items() if v is not None})
