@@ -4,6 +4,7 @@ Every failure the daemon knows about is an ``IngestdError``. The split that
 matters to callers is whether trying again later can succeed:
 
     IngestdError
+    ├── CommandFailed             a CLI command ends with this exit code and message
     ├── TemporaryError            retry later; SMTP answers 4xx, `ingest` exits 75
     │   ├── StorageUnavailable    the database is unreachable, locked, full or timed out
     │   ├── StorageConflict       a unique key raced with another writer; retry the unit
@@ -19,8 +20,9 @@ matters to callers is whether trying again later can succeed:
         ├── SchemaOutdated        the database needs `ingestd db upgrade`
         └── InvalidRequest        a command asked for what the data does not allow
             └── NotFound          a command named a row that does not exist
-    CommandFailed                 a CLI command ends with a chosen exit code (not an error
-                                  class of its own: it carries the code of what went wrong)
+
+``StorageError`` is mixed into the three storage errors, for callers that
+handle any database failure alike and read ``temporary`` for the exit code.
 
 Database driver errors never travel past ``ingestd/db/``: ``db.errors.storage_error``
 turns them into the storage errors above, once. Anything else that escapes a
@@ -57,11 +59,15 @@ class TemporaryError(IngestdError):
     temporary = True
 
 
-class StorageUnavailable(TemporaryError):
+class StorageError(IngestdError):
+    """Any failure of the database; ``temporary`` tells whether trying again may help."""
+
+
+class StorageUnavailable(StorageError, TemporaryError):
     """The database did not accept a write; nothing from that write is stored."""
 
 
-class StorageConflict(TemporaryError):
+class StorageConflict(StorageError, TemporaryError):
     """A unique key was taken by a concurrent writer; the whole unit may be retried."""
 
 
@@ -77,7 +83,7 @@ class PermanentError(IngestdError):
     """Retrying the same input cannot succeed."""
 
 
-class StorageRejected(PermanentError):
+class StorageRejected(StorageError, PermanentError):
     """The database refused a value of one message (too long, not encodable)."""
 
 

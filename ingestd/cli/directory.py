@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, database, print_json, settings_from
-from ingestd.errors import DirectoryFileError, StorageUnavailable
+from ingestd.errors import DirectoryFileError, StorageError
 
 IMPORT_HELP = """\
 Add and update clients (with their domains), sites, users, agents and suppliers
@@ -59,8 +59,11 @@ def directory_import(args: argparse.Namespace) -> int:
     with database(settings) as engine:
         try:
             summary = import_directory(engine, directory)
-        except StorageUnavailable as exc:
-            raise CommandFailed(exits.TEMPFAIL, str(exc)) from exc
+        except StorageError as exc:
+            # A value the database refused is the file's to fix (65); anything
+            # else (locked, down, a racing writer) may pass if tried again (75).
+            code = exits.TEMPFAIL if exc.temporary else exits.DATAERR
+            raise CommandFailed(code, str(exc)) from exc
     if args.json:
         print_json(summary.as_dict())
     else:

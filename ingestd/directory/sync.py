@@ -16,6 +16,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
+from ingestd.db.errors import translated
 from ingestd.db.models import utcnow
 from ingestd.db.tables import (
     AGENTS,
@@ -34,7 +35,6 @@ from ingestd.directory.document import (
     SupplierEntry,
     UserEntry,
 )
-from ingestd.errors import StorageUnavailable, first_line
 
 # A row of any width (Row is generic over its column types in SQLAlchemy 2.1).
 DbRow = Row[*tuple[Any, ...]]
@@ -75,14 +75,9 @@ class ImportSummary:
 
 
 def import_directory(engine: Engine, directory: DirectoryDocument) -> ImportSummary:
-    """Upsert ``directory`` in one transaction; raise ``StorageUnavailable`` if it fails."""
-    try:
-        with engine.begin() as conn:
-            return _Importer(conn, directory).run()
-    except sa.exc.SQLAlchemyError as exc:
-        raise StorageUnavailable(
-            f"database refused the import, nothing was changed: {first_line(exc)}"
-        ) from exc
+    """Upsert ``directory`` in one transaction; a storage error if it fails (nothing changed)."""
+    with translated("database refused the import, nothing was changed"), engine.begin() as conn:
+        return _Importer(conn, directory).run()
 
 
 
