@@ -7,6 +7,8 @@ an MTA) checks the revision with one query.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,10 +74,40 @@ def _upgrade_on(conn: sa.Connection) -> None:
     command.upgrade(cfg, "head")
 
 
+@contextmanager
+def _migrating(engine: Engine) -> Iterator[sa.Connection]:
+    """A transaction for migrations, taken in turns with other instances.
+
+    SQLite: a batch migration copies a table, drops the original and renames
+    the copy; with foreign keys enforced, the drop fails as soon as any row
+    refers to the table (dedupe keys, actions). SQLite ignores the pragma
+    inside a transaction, so enforcement is turned off before it begins and
+    the whole database is checked before the commit instead.
+    """
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                "PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                _lock(conn)
+                yield conn
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise SchemaOutdated(
+                            f"the migration would break {len(broken)} foreign key reference(s) "
+                            f"(first: {tuple(broken[0])}); nothing was changed")
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA foreign_keys=ON")
+
+
 def upgrade(engine: Engine) -> tuple[str | None, str]:
     """Bring the schema to the newest revision; return (before, after)."""
-    with engine.begin() as conn:
-        _lock(conn)
+    with _migrating(engine) as conn:
         before = _stored_revision(conn)
         _upgrade_on(conn)
     return before, HEAD
@@ -94,8 +126,7 @@ def ensure_schema(engine: Engine) -> None:
         with engine.connect() as conn:
             current = _stored_revision(conn)
         if current is None:
-            with engine.begin() as conn:
-                _lock(conn)
+            with _migrating(engine) as conn:
                 current = _stored_revision(conn)
                 if current is None:
                     if sa.inspect(conn).has_table("inbound_messages"):
