@@ -62,7 +62,7 @@ async def run_until_stopped(
     engine = make_engine(settings.database)
     try:
         await asyncio.to_thread(ensure_schema, engine)
-        released = await asyncio.to_thread(_release_dead_claims, engine)
+        released = await asyncio.to_thread(release_claims_of_dead_processes, engine)
         if released:
             log.warning("daemon.released_dead_claims", messages=released)
         workers = _workers(engine, settings, pipeline)
@@ -110,7 +110,10 @@ def _workers(engine: Engine, settings: IngestdSettings, pipeline: Pipeline | Non
     if not count:
         return None
     if settings.processing.isolation == "thread":
-        return WorkerThreads(engine, settings, count, pipeline)
+        # Their own engine (its pool sized for them): worker threads must never
+        # take the connection intake needs to answer its senders in time.
+        return WorkerThreads(make_engine(settings.database, pool_size=count + 1), settings,
+                             count, pipeline)
     timeout = settings.processing.timeout_seconds
 
     def on_timeout(message_id: int, identity: str, seconds: float) -> None:
@@ -121,10 +124,17 @@ def _workers(engine: Engine, settings: IngestdSettings, pipeline: Pipeline | Non
     return WorkerProcesses(settings, count, on_timeout, pipeline)
 
 
-def _release_dead_claims(engine: Engine) -> list[int]:
-    """Claims of this host's processes that are gone are free now, not after the lease."""
+def release_claims_of_dead_processes(engine: Engine) -> list[int]:
+    """Claims of this host's processes that are gone are free now, not after the lease.
+
+    Our own pid counts as gone: nothing of ours has claimed anything yet, and
+    a container restarted with the same host name and pid (PID 1) would
+    otherwise find its predecessor's claims "alive".
+    """
+    me = os.getpid()
     with translated("release dead claims"), engine.begin() as conn:
-        return queue.release_dead_claims(conn, socket.gethostname(), _pid_running)
+        return queue.release_dead_claims(conn, socket.gethostname(),
+                                         lambda pid: pid != me and _pid_running(pid))
 
 
 def _pid_running(pid: int) -> bool:

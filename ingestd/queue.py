@@ -194,7 +194,7 @@ def release(conn: sa.Connection, message_id: int, holder: str, *, error: str,
 
 
 def give_back(conn: sa.Connection, message_id: int, holder: str) -> bool:
-    """The attempt was not the message's to pay for (the worker is stopping): return it."""
+    """The attempt was not the message's to pay for (the database was away): return it."""
     result = conn.execute(sa.update(INBOUND).where(_mine(message_id, holder)).values(
         claimed_by=None, claimed_until=None, attempts=INBOUND.c.attempts - 1))
     return bool(result.rowcount)

@@ -165,3 +165,70 @@ def test_a_failing_wake_up_call_leaves_no_sender_waiting(tmp_path: Path) -> None
         assert sorted(asyncio.run(run())) == [1, 2, 3]
     finally:
         engine.dispose()
+
+
+def test_stop_does_not_wait_for_a_commit_stuck_in_the_driver(tmp_path: Path) -> None:
+    """A commit stuck behind a lock: its sender hears 451 in time, and stop() returns soon after."""
+    settings = DatabaseSettings(url=f"sqlite:///{tmp_path}/c.db", busy_timeout_ms=8000)
+    engine = make_engine(settings)
+    ensure_schema(engine)
+    blocker = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+
+    async def run() -> tuple[float, float]:
+        committer = GroupCommitter(engine, reply_within=1.0, attempt_seconds=0.0)
+        await committer.start()
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable):
+            await committer.submit(SmtpSource().message(SIMPLE, "support"))
+        answered = time.monotonic() - started
+        await committer.stop()
+        return answered, time.monotonic() - started
+
+    try:
+        answered, stopped = asyncio.run(run())
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        engine.dispose()
+    assert answered < 1.0 + SLACK
+    # The driver would hold the commit for 8 s; stop gives up after the deadline.
+    assert stopped < 4.0
+
+
+def test_a_defect_in_the_writer_costs_one_batch_not_the_intake(tmp_path: Path) -> None:
+    """An unexpected error while committing a batch answers it 451; later messages are stored."""
+    engine = _committer_engine(tmp_path)
+
+    class FlakyOnce(GroupCommitter):
+        # Stands in for a defect of ours in the writer: none can be summoned on demand.
+        failed = False
+
+        async def _commit(self, batch: Any) -> None:
+            if not self.failed:
+                self.failed = True
+                raise RuntimeError("defect")
+            await super()._commit(batch)
+
+    async def run() -> tuple[BaseException | int, int]:
+        committer = FlakyOnce(engine)
+        await committer.start()
+        try:
+            source = SmtpSource()
+            first: BaseException | int
+            try:
+                first = await asyncio.wait_for(committer.submit(source.message(SIMPLE, "s")), 5)
+            except StorageUnavailable as exc:
+                first = exc
+            second = await asyncio.wait_for(committer.submit(source.message(SIMPLE + b"2", "s")),
+                                            5)
+            return first, second
+        finally:
+            await asyncio.wait_for(committer.stop(), 5)
+
+    try:
+        first, second = asyncio.run(run())
+    finally:
+        engine.dispose()
+    assert isinstance(first, StorageUnavailable)
+    assert second == 1

@@ -214,3 +214,36 @@ def test_leases_use_the_database_clock_on_postgresql(tmp_path: Path, pg_server: 
         assert inbound_rows(engine)[0].claimed_by == "honest"
     finally:
         engine.dispose()
+
+
+def test_an_outage_during_processing_does_not_cost_the_message_an_attempt(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """Locked mid-attempt (not even the release writes): the attempt is returned afterwards."""
+    import sqlite3
+
+    path = _prepared(tmp_path, sqlite_url, "new-ticket.eml")
+    settings = load_settings(path)
+    settings = settings.model_copy(update={"database": settings.database.model_copy(
+        update={"busy_timeout_ms": 50})})
+    engine = make_engine(settings.database)
+    try:
+        worker = Worker(engine, settings, "w")
+        claim = worker.claim()
+        assert claim is not None and claim.attempts == 1
+        blocker = sqlite3.connect(tmp_path / "ingestd.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            assert worker.process(claim).result == "failed"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        held = inbound_rows(engine)[0]
+        assert (held.attempts, held.claimed_by) == (1, "w")  # the release could not be written
+        # Back: the attempt is returned and the message claimable again at once.
+        done = worker.run_once()
+        row = inbound_rows(engine)[0]
+    finally:
+        engine.dispose()
+    assert done is not None and done[1].result == "ticket_created"
+    assert (row.status, row.attempts) == ("processed", 1)

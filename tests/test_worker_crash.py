@@ -205,3 +205,21 @@ def test_hung_worker_is_killed_and_the_message_quarantined(tmp_path: Path, db_ur
         engine.dispose()
     assert rows[0].reason == "timeout: processing took longer than 1 s"
     assert "worker.timeout" in (tmp_path / "daemon.log").read_text()
+
+
+def test_claims_carrying_our_own_pid_are_freed_at_start(tmp_path: Path, sqlite_url: str) -> None:
+    """A restart that reuses the pid (PID 1 in a container) still frees its predecessor's claims."""
+    import os
+    import socket
+
+    from ingestd.daemon import release_claims_of_dead_processes
+    from ingestd.workers.worker import Worker
+
+    path, engine = _setup(tmp_path, sqlite_url, "none", max_attempts=5, lease_seconds=600)
+    try:
+        predecessor = f"{socket.gethostname()}:{os.getpid()}:0:beef"
+        assert Worker(engine, load_settings(path), predecessor).claim() is not None
+        assert release_claims_of_dead_processes(engine) == [1]
+        assert inbound_rows(engine)[0].claimed_by is None
+    finally:
+        engine.dispose()

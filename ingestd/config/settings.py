@@ -58,6 +58,19 @@ class DatabaseSettings(Settings):
         return self.connect_timeout_seconds + self.statement_timeout_ms / 1000 + 1
 
     @property
+    def postgres_connect_args(self) -> dict[str, object]:
+        """libpq settings that bound every wait on the server, for both drivers' uses."""
+        return {
+            "connect_timeout": self.connect_timeout_seconds,
+            "options": f"-c statement_timeout={self.statement_timeout_ms}",
+            # statement_timeout runs on the server: a host that vanished (no
+            # RST) is only noticed by the client's TCP, so bound that too.
+            "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": self.statement_timeout_ms + 5000,
+        }
+
+    @property
     def attempt_seconds(self) -> float:
         """How long one commit may wait for a database that is locked or unreachable."""
         if self.is_sqlite:

@@ -26,7 +26,6 @@ from typing import Any, Protocol
 from ingestd.config.settings import DatabaseSettings
 from ingestd.errors import (
     IngestdError,
-    StorageConflict,
     StorageRejected,
     StorageUnavailable,
     first_line,
@@ -49,9 +48,9 @@ def driver_error(exc: BaseException, doing: str) -> IngestdError:
     """A DB-API error as an ingestd storage error (sqlite3 and psycopg name them alike)."""
     text = f"{doing}: {first_line(exc)}"
     kinds = {cls.__name__ for cls in type(exc).__mro__}
-    if "IntegrityError" in kinds:
-        return StorageConflict(text)
-    if "DataError" in kinds or isinstance(exc, ValueError):
+    # Intake inserts into a table with no unique key to race on: a violated
+    # constraint names a value of these messages, like a refused value does.
+    if kinds & {"IntegrityError", "DataError"} or isinstance(exc, ValueError):
         return StorageRejected(text)
     return StorageUnavailable(text)
 
@@ -155,8 +154,7 @@ def _pg_connection(settings: DatabaseSettings) -> _Connection:
     url = make_url(settings.url)
     params: dict[str, Any] = {
         "host": url.host, "port": url.port, "user": url.username, "password": url.password,
-        "dbname": url.database, "connect_timeout": settings.connect_timeout_seconds,
-        "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+        "dbname": url.database, **settings.postgres_connect_args,
         **{k: v for k, v in url.query.items() if isinstance(v, str)},
     }
     return psycopg.connect(**{k: v for k, v in params.items() if v is not None})

@@ -13,7 +13,7 @@ from ingestd.config.settings import DatabaseSettings
 from ingestd.errors import StorageUnavailable
 
 
-def make_engine(settings: DatabaseSettings) -> Engine:
+def make_engine(settings: DatabaseSettings, pool_size: int = 5) -> Engine:
     """An engine for ``settings.url``.
 
     SQLite: WAL with ``synchronous=FULL`` (a commit survives power loss, which
@@ -25,13 +25,10 @@ def make_engine(settings: DatabaseSettings) -> Engine:
     if settings.is_sqlite:
         return _sqlite_engine(settings)
     engine = sa.create_engine(
-        settings.url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+        settings.url, pool_pre_ping=True, pool_size=pool_size, max_overflow=10,
         # Bounded waits, so an SMTP sender hears 451 in time when the server is
         # away (connect) or a statement is stuck behind a lock (statement).
-        connect_args={
-            "connect_timeout": settings.connect_timeout_seconds,
-            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
-        },
+        connect_args=settings.postgres_connect_args,
     )
 
     @event.listens_for(engine, "begin")

@@ -37,7 +37,9 @@ def storage_error(exc: BaseException, doing: str = "database") -> IngestdError:
     # refusing to encode a value (NUL in PostgreSQL text, lone surrogates).
     if isinstance(exc, sa.exc.DataError | ValueError):
         return StorageRejected(text)
-    if isinstance(exc, sa.exc.StatementError) and isinstance(exc.orig, ValueError):
+    if isinstance(exc, sa.exc.StatementError) and not isinstance(exc, sa.exc.DBAPIError):
+        # Raised before the driver saw the statement: a value that could not be
+        # bound (JSON that does not serialise, a type the column refuses).
         return StorageRejected(text)
     return StorageUnavailable(text)
 

@@ -80,15 +80,25 @@ class GroupCommitter:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
 
     async def stop(self) -> None:
-        """Refuse new messages; finish those already submitted (each within its deadline)."""
+        """Refuse new messages; finish those already submitted, within their deadlines.
+
+        Every waiting sender has its reply by its deadline whatever happens, so
+        waiting longer than the last deadline (plus a little) helps no one: a
+        commit stuck in the driver (a vanished PostgreSQL host) is abandoned.
+        """
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            while self._queue or not self._idle.is_set():
-                await self._idle.wait()
-                if self._queue:
-                    self._wake.set()
-                    await asyncio.sleep(0)
+            latest = max((w.deadline for w in self._queue), default=time.monotonic())
+            give_up = max(latest, time.monotonic() + self._reply_within) + 1.0
+            while ((self._queue or not self._idle.is_set()) and not self._task.done()
+                   and time.monotonic() < give_up):
+                self._wake.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), 0.05)
+            for waiting in self._queue:
+                _fail(waiting, StorageUnavailable("intake stopped before this commit"))
+            self._queue.clear()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -102,7 +112,7 @@ class GroupCommitter:
 
     async def submit(self, message: NewMessage) -> int:
         """The id of ``message`` once committed; ``IngestdError`` means answer 451."""
-        if self._stopping or self._task is None:
+        if self._stopping or self._task is None or self._task.done():
             raise StorageUnavailable("intake is not accepting messages (stopping)")
         if len(self._queue) >= self._max_queued:
             raise StorageUnavailable(
@@ -135,6 +145,13 @@ class GroupCommitter:
                 self._idle.clear()
                 try:
                     await self._commit(batch)
+                except Exception as exc:
+                    # A defect of ours must not end the writer: these senders
+                    # hear 451, the next batch is tried as usual.
+                    log.error("intake.commit_failed", error=type(exc).__name__,
+                              detail=str(exc)[:300])
+                    for waiting in batch:
+                        _fail(waiting, StorageUnavailable(f"commit failed: {exc}"))
                 finally:
                     self._idle.set()
 
@@ -159,10 +176,16 @@ class GroupCommitter:
         error = await self._attempt(batch)
         if isinstance(error, StorageRejected) and len(batch) > 1:
             # A value of one message was refused: commit each alone, so only
-            # the bad one hears 451.
-            for waiting in batch:
-                if not (waiting.given_up or waiting.future.done()):
-                    await self._attempt([waiting])
+            # the bad one hears 451 -- unless the database itself fails
+            # meanwhile, which the rest then hear at once.
+            for index, waiting in enumerate(batch):
+                if waiting.given_up or waiting.future.done():
+                    continue
+                alone = await self._attempt([waiting])
+                if alone is not None and not isinstance(alone, StorageRejected):
+                    for rest in batch[index + 1:]:
+                        _fail(rest, alone)
+                    return
         elif error is not None:
             for waiting in batch:
                 _fail(waiting, error)

@@ -105,7 +105,8 @@ class FileIntake:
                 yield from self._settled(InputResult(item.origin, "refused",
                                                      reason=item.reason))
                 continue
-            source = self._sources["stdin" if item.origin == "-" else "file"]
+            from_stdin = item.origin == "-" or item.origin.startswith("-#")
+            source = self._sources["stdin" if from_stdin else "file"]
             message = source.message(item.raw, self._mailbox, envelope_from=self._envelope_from,
                                      envelope_to=self._envelope_to)
             self._batch.append((message, InputResult(item.origin, "pending")))

@@ -140,14 +140,15 @@ class IngestSMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        if self._sessions.draining:
+            # Accepted just before the listener closed: no session, no slot.
+            transport.write(REPLY_SHUTTING_DOWN)  # type: ignore[attr-defined]
+            transport.close()
+            return
         if not self._limits.admit(ip):
             # Refused before aiosmtpd sees the connection: no session, no greeting.
             _emit(log.warning, "smtp.connection_refused", peer=ip, reason="too many connections")
             transport.write(REPLY_TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
-            transport.close()
-            return
-        if self._sessions.draining:
-            transport.write(REPLY_SHUTTING_DOWN)  # type: ignore[attr-defined]
             transport.close()
             return
         self._admitted_ip = ip

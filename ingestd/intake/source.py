@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ingestd.errors import StorageConflict, StorageRejected
 from ingestd.intake.headers import summary_headers
 from ingestd.message_keys import content_key
 
@@ -105,10 +106,15 @@ def commit_messages(engine: Engine, messages: Sequence[NewMessage],
 
     if not messages and checkpoint is None:
         return []
-    with translated("intake commit"):
-        rows = [m.row() for m in messages]
-        with engine.begin() as conn:
-            ids = queue.insert(conn, rows)
-            if checkpoint is not None:
-                checkpoint(conn)
+    try:
+        with translated("intake commit"):
+            rows = [m.row() for m in messages]
+            with engine.begin() as conn:
+                ids = queue.insert(conn, rows)
+                if checkpoint is not None:
+                    checkpoint(conn)
+    except StorageConflict as exc:
+        # inbound_messages has no unique key to race on: a violated constraint
+        # names a value of these messages (NOT NULL, a foreign key).
+        raise StorageRejected(str(exc)) from exc
     return ids

@@ -67,14 +67,18 @@ def process_now(engine: Engine, settings: IngestdSettings, ids: Sequence[int],
             continue
         outcome = _with_timeout(worker, claim, settings)
         if outcome is None:
+            # Quarantined, if that write went through: the read-back below says.
             run.timed_out = True
-            run.results[claim.id] = Processed("quarantined", None)
             break
         # A failed attempt is retried after its back-off by the daemon's workers.
         if outcome.result != "failed":
             run.results[claim.id] = Processed(outcome.result, outcome.ticket_id)
         remaining.remove(claim.id)
-    _read_back(engine, [i for i in ids if i not in run.results], run)
+    try:
+        _read_back(engine, [i for i in ids if i not in run.results], run)
+    except IngestdError as exc:
+        # Stored is stored: what became of them is for `messages list` to tell.
+        log.warning("ingest.read_back_failed", error=str(exc)[:300])
     return run
 
 

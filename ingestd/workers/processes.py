@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing.context import SpawnProcess
-from multiprocessing.sharedctypes import SynchronizedArray
 from multiprocessing.synchronize import Event
 
 import structlog
@@ -40,35 +40,37 @@ OnTimeout = Callable[[int, str, float], None]
 
 
 class SharedBusy:
-    """Which message a worker process is on and since when, read and written together.
+    """Which message a worker process is on and since when, in one shared 64-bit word.
 
-    Two separate shared values could be read half-updated (the supervisor
-    seeing the old start time with the next message's id, and killing the
-    wrong message's worker); one array under one lock cannot.
+    Two separate values could be read half-updated (the supervisor seeing the
+    old start time with the next message's id, and killing the wrong
+    message's worker). A lock would be worse: a worker killed while holding
+    it (by the supervisor, by the OOM killer) would leave it held for ever and
+    block the supervisor in the event loop. One aligned 64-bit store is seen
+    whole or not at all: the message id in the high 32 bits, the start in
+    tenths of a second of the system-wide monotonic clock (which wall-clock
+    steps do not move) in the low 32.
     """
 
-    def __init__(self, array: SynchronizedArray[float]) -> None:
-        self._array = array
+    def __init__(self, word: ctypes.c_int64) -> None:
+        self._word = word
 
     @contextlib.contextmanager
     def busy(self, message_id: int) -> Iterator[None]:
-        with self._array.get_lock():
-            self._array[0], self._array[1] = float(message_id), time.time()
+        started = int(time.monotonic() * 10) & 0xFFFFFFFF
+        self._word.value = ((message_id & 0x7FFFFFFF) << 32) | started
         try:
             yield
         finally:
-            with self._array.get_lock():
-                self._array[0], self._array[1] = 0.0, 0.0
-
-    def reset(self) -> None:
-        """Idle again: a killed worker never ran its ``finally``."""
-        with self._array.get_lock():
-            self._array[0], self._array[1] = 0.0, 0.0
+            self._word.value = 0
 
     def read(self) -> tuple[int, float]:
-        """(message id, since as a Unix time); (0, 0.0) when idle."""
-        with self._array.get_lock():
-            return int(self._array[0]), float(self._array[1])
+        """(message id, seconds busy with it); (0, 0.0) when idle."""
+        word = self._word.value
+        if not word:
+            return 0, 0.0
+        now = int(time.monotonic() * 10) & 0xFFFFFFFF
+        return word >> 32, ((now - (word & 0xFFFFFFFF)) & 0xFFFFFFFF) / 10
 
 
 class WorkerProcesses:
@@ -91,13 +93,16 @@ class WorkerProcesses:
         self._timeout = settings.processing.timeout_seconds
         self._on_timeout = on_timeout
         self._stop = self._context.Event()
-        self._wakes = [self._context.Event() for _ in range(count)]
-        self._busy = [SharedBusy(self._context.Array("d", 2)) for _ in range(count)]
+        # Made anew for each process (see _spawn); these are placeholders.
+        self._wakes: list[Event] = [self._context.Event() for _ in range(count)]
+        self._busy = [self._new_marker() for _ in range(count)]
         self._processes: list[SpawnProcess | None] = [None] * count
         self._started_at = [0.0] * count
         self._timed_out = [False] * count
         self._identities = [""] * count
         self._supervisor: asyncio.Task[None] | None = None
+        # Timed-out claims whose quarantine could not be written yet (database locked).
+        self._owed: list[tuple[int, str, float]] = []
         self.restarts = 0
 
     async def start(self) -> None:
@@ -108,7 +113,11 @@ class WorkerProcesses:
     def _spawn(self, index: int) -> None:
         # Chosen here, so the supervisor knows whose claim to end after a timeout.
         self._identities[index] = worker_identity(index)
-        self._busy[index].reset()
+        # Fresh shared objects for each process: a process killed inside an
+        # Event's internal lock would leave it held, and the next notify()
+        # would block the event loop.
+        self._wakes[index] = self._context.Event()
+        self._busy[index] = self._new_marker()
         process = self._context.Process(
             target=run_worker_process,
             args=(self._settings, self._identities[index], self._wakes[index], self._stop,
@@ -120,6 +129,11 @@ class WorkerProcesses:
         self._processes[index] = process
         self._started_at[index] = time.monotonic()
         log.info("worker.started", worker=index, pid=process.pid)
+
+    def _new_marker(self) -> SharedBusy:
+        # lock=False: a raw shared c_int64 (see SharedBusy for why no lock).
+        word: ctypes.c_int64 = self._context.RawValue(ctypes.c_int64, 0)
+        return SharedBusy(word)
 
     def notify(self) -> None:
         """Intake committed something: wake every idle worker."""
@@ -135,6 +149,12 @@ class WorkerProcesses:
         """
         while not self._stop.is_set():
             await asyncio.sleep(_SUPERVISE_EVERY)
+            if self._owed and self._on_timeout is not None:
+                try:
+                    await self._settle_timeouts()
+                except Exception as exc:
+                    log.error("worker.supervise_failed", error=type(exc).__name__,
+                              detail=str(exc)[:300])
             for index in range(len(self._processes)):
                 if self._stop.is_set():
                     return
@@ -166,18 +186,25 @@ class WorkerProcesses:
             self._spawn(index)
 
     async def _check_timeout(self, index: int, process: SpawnProcess) -> None:
-        message_id, since = self._busy[index].read()
-        if not since or time.time() - since <= self._timeout:
+        message_id, busy_for = self._busy[index].read()
+        if not message_id or busy_for <= self._timeout:
             return
-        seconds = round(time.time() - since, 1)
         log.error("worker.timeout", worker=index, pid=process.pid, message=message_id,
-                  seconds=seconds)
+                  seconds=busy_for)
         process.kill()
         await asyncio.to_thread(process.join, 5)
         self._timed_out[index] = True
         if self._on_timeout is not None:
-            await asyncio.to_thread(self._on_timeout, message_id, self._identities[index],
-                                    seconds)
+            self._owed.append((message_id, self._identities[index], busy_for))
+            await self._settle_timeouts()
+
+    async def _settle_timeouts(self) -> None:
+        """Record the timeouts not yet recorded; what fails now is tried next round."""
+        assert self._on_timeout is not None
+        while self._owed:
+            message_id, identity, seconds = self._owed[0]
+            await asyncio.to_thread(self._on_timeout, message_id, identity, seconds)
+            self._owed.pop(0)
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Ask every worker to finish its message and exit; kill what does not."""

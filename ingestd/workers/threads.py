@@ -19,7 +19,7 @@ log = structlog.get_logger("ingestd.workers")
 
 
 class WorkerThreads:
-    """A service: ``count`` threads running the worker loop on one engine."""
+    """A service: ``count`` threads running the worker loop on one engine, which it owns."""
 
     name = "workers"
 
@@ -62,3 +62,5 @@ class WorkerThreads:
                 # A thread cannot be killed; its claim's lease ends by itself
                 # (or is released when the daemon next starts).
                 log.warning("worker.still_busy_at_stop", worker=thread.name)
+        if not any(thread.is_alive() for thread in self._threads):
+            self._engine.dispose()

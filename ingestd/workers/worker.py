@@ -74,11 +74,16 @@ class Worker:
         self._pipeline = pipeline or default_pipeline()
         self.identity = identity
         self._clock = clock
+        # Claims whose attempt failed only because the database was away (not
+        # even the release could be written): their attempts are returned once
+        # it is back, so an outage does not push the backlog into quarantine.
+        self._owed: list[int] = []
 
     # --- claiming ------------------------------------------------------------------
 
     def claim(self, only_ids: Sequence[int] | None = None) -> Claim | None:
         """Lease the oldest claimable row (committed before any work starts)."""
+        self._return_owed_attempts()
         with translated("claim"), self._engine.begin() as conn:
             now = queue.database_now(conn, self._clock())
             claimed, quarantined = queue.claim(
@@ -120,7 +125,10 @@ class Worker:
             error = f"{stage}: {type(exc).__name__}: {first_line(exc)[:500]}"
             if claim.attempts < self._processing.max_attempts:
                 delay = self._processing.retry_delay(claim.attempts)
-                self._release(claim, error, delay)
+                if not self._release(claim, error, delay) and isinstance(exc, _QUICK_RETRY):
+                    # Not even the release could be written: the database is
+                    # away for everyone, not refusing this message.
+                    self._owed.append(claim.id)
                 log.warning("message.failed", id=claim.id, stage=stage, error=error,
                             attempts=claim.attempts, retry_in=delay)
                 return Outcome("failed", "pending", error)
@@ -190,17 +198,30 @@ class Worker:
         with translated("quarantine"), self._engine.begin() as conn:
             self._finish(conn, claim.id, outcome, ctx)
 
-    def _release(self, claim: Claim, error: str, delay: float) -> None:
-        """The attempt failed: record why; claimable again after ``delay`` seconds."""
+    def _release(self, claim: Claim, error: str, delay: float) -> bool:
+        """The attempt failed: record why; claimable again after ``delay`` seconds.
+
+        False when the database is away: the lease then ends by itself.
+        """
         try:
             with translated("release"), self._engine.begin() as conn:
                 now = queue.database_now(conn, self._clock())
                 queue.release(conn, claim.id, self.identity, error=error,
                               not_before=now + timedelta(seconds=delay))
-        except StorageUnavailable:
-            # The database is away; the lease expires by itself and the
-            # attempt stays counted.
-            pass
+        except (StorageUnavailable, StorageConflict):
+            return False
+        return True
+
+    def _return_owed_attempts(self) -> None:
+        """Give back the attempts an outage cost (raises while the database is still away)."""
+        if not self._owed:
+            return
+        with translated("give back"), self._engine.begin() as conn:
+            for message_id in self._owed:
+                if queue.give_back(conn, message_id, self.identity):
+                    log.info("message.attempt_returned", id=message_id,
+                             reason="the database was unavailable")
+        self._owed.clear()
 
     def _log(self, row_id: int, ctx: MessageContext | None, outcome: Outcome,
              seconds: float) -> None:
