@@ -13,13 +13,12 @@ import contextlib
 import hashlib
 import quopri
 import unicodedata
-from email.header import decode_header, make_header
 from email.message import Message
 
 from ingestd.pipeline.parsed import ParsedAttachment
 from ingestd.pipeline.stages.parse.html import html_text
 from ingestd.pipeline.stages.parse.limits import Leaf, payload
-from ingestd.pipeline.stages.parse.text import clean_text
+from ingestd.pipeline.stages.parse.text import clean_text, decode_words, header_text
 
 BODY_TYPES = ("text/plain", "text/html")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
@@ -129,12 +128,9 @@ def _filename(part: Message) -> str | None:
         name = part.get_filename()
     except Exception:
         return None
-    if name and "=?" in name:
-        # Encoded words are not allowed in parameters (RFC 2047 5), but Outlook
-        # and others send them; decoding shows the name the sender saw.
-        with contextlib.suppress(Exception):
-            name = str(make_header(decode_header(name)))
-    return name
+    # Encoded words are not allowed in parameters (RFC 2047 5), but Outlook
+    # and others send them; decoding shows the name the sender saw.
+    return decode_words(header_text(name)) if name else name
 
 
 def safe_filename(name: object, content_type: str = "application/octet-stream") -> str:

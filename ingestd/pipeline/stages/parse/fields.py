@@ -1,10 +1,13 @@
 """Header fields: subject, sender, recipients, date and the threading ids.
 
-mail-parser decodes subject and addresses; when it trips over a structure the
+mail-parser parses the address headers; when it trips over a structure the
 stdlib tree holds fine, ``_StdlibFields`` reads the same fields from the tree
-so that a readable message is not quarantined. Message-ID, In-Reply-To and
-References are read from the raw header values, because distinct 8-bit ids
-must stay distinct.
+so that a readable message is not quarantined. The tree's policy has already
+turned raw 8-bit header bytes into text (``text.POLICY``), so neither sees
+surrogate escapes; the subject is decoded here (``decode_words``), because
+mail-parser drops or escapes 8-bit text beside encoded words. Message-ID,
+In-Reply-To and References are read from the raw header values, because
+distinct 8-bit ids must stay distinct.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import mailparser
 
 from ingestd.errors import LimitExceeded
-from ingestd.pipeline.stages.parse.text import clean_text
+from ingestd.pipeline.stages.parse.text import clean_text, decode_words, header_text
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
 # RFC 5321 caps a path at 256 octets; nothing longer names a real sender.
@@ -61,7 +63,7 @@ def header_fields(tree: Message) -> HeaderFields:
         defects.append(f"From address of {len(address)} characters ignored")
         address = None
     return HeaderFields(
-        subject=clean_text(parsed.subject or "").replace("\r", " ").replace("\n", " ").strip(),
+        subject=_subject(tree),
         from_address=address,
         from_name=clean_text(name).strip() or None,
         to=tuple(clean_text(a).lower() for _, a in parsed.to or () if a),
@@ -79,24 +81,20 @@ class _StdlibFields:
 
     def __init__(self, tree: Message, defect: str) -> None:
         self.defects_categories = [defect, *(type(d).__name__ for d in tree.defects)]
-        self.subject = _decoded_header(tree.get("Subject"))
         self.from_ = _addresses(tree.get_all("From") or ())
         self.to = _addresses(tree.get_all("To") or ())
         self.cc = _addresses(tree.get_all("Cc") or ())
 
 
-def _decoded_header(value: object) -> str:
-    if value is None:
-        return ""
-    try:
-        return str(make_header(decode_header(str(value))))
-    except Exception:
-        return str(value)
+def _subject(tree: Message) -> str:
+    value = tree.get("Subject")
+    text = "" if value is None else clean_text(decode_words(header_text(value)))
+    return text.replace("\r", " ").replace("\n", " ").strip()
 
 
 def _addresses(values: Any) -> list[tuple[str, str]]:
-    return [(_decoded_header(name), address)
-            for name, address in getaddresses([str(v) for v in values])]
+    return [(decode_words(name), address)
+            for name, address in getaddresses([header_text(v) for v in values])]
 
 
 def _raw_header(tree: Message, name: str) -> list[str]:

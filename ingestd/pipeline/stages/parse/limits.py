@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from email.message import Message
 from email.parser import BytesParser
-from email.policy import compat32
 from typing import Any
 
 from ingestd.config.settings import ProcessingLimits
 from ingestd.errors import LimitExceeded
 from ingestd.mailbytes import header_length
+from ingestd.pipeline.stages.parse.text import POLICY
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LOOSE_BOUNDARY = re.compile(r'\bboundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
@@ -50,7 +50,7 @@ def read_tree(raw: bytes, limits: ProcessingLimits) -> tuple[Message, list[Leaf]
     if header_length(raw, limits.max_header_bytes) > limits.max_header_bytes:
         raise LimitExceeded("header-bytes")
     try:
-        tree = BytesParser(_class=LenientMessage, policy=compat32).parsebytes(raw)
+        tree = BytesParser(_class=LenientMessage, policy=POLICY).parsebytes(raw)
     except RecursionError as exc:
         raise LimitExceeded("depth") from exc
     return tree, check_shape(tree, limits)
