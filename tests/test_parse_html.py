@@ -159,6 +159,17 @@ def test_measure_follows_html_structure() -> None:
             "<table><tr><td>" * 17, "".join(f"<div><b class=c{i}></div>" for i in range(50))]
     for html in deep:
         assert measure(html, big).depth >= 50, html[:40]
+    # Shapes where an end tag or an implied end closes nothing in HTML, found by
+    # comparing with html5lib's tree building: each nests at least once a round.
+    nests = ["<span><div></span>", "<div><table><tr><td></div>", "<b><table><tr><td></b>",
+             "<form><center></form>", "<a><i><a>", "<option><pre>", "<td><center><h1>",
+             "<dt><a class=x><dl><a class=x>", "<svg><title><font><math>x<nobr>",
+             "<math><th>", "<a><svg></br>", "<math><font></dd><tbody>",
+             "</dt></font><em class=c2><dt class=c3></dd><math>"]
+    for unit in nests:
+        assert measure(unit * 50, big).depth >= 50, unit
+    hidden = "<svg><foreignObject>" + "<div><script></div></script>" * 50
+    assert measure(hidden, big).depth >= 50
     assert measure("<table><tr><td>" * 17, big).tables == 17
     assert measure('<div a=1 b="2>" c=\'3\' d e/ f = "x">', big).attributes == 6
 

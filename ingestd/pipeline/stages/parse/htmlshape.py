@@ -16,7 +16,7 @@ side.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 _SPACE = "\t\n\f\r "
@@ -65,7 +65,8 @@ _CLOSES = {
     "tfoot": _CELL | {"tr", "tbody", "thead", "tfoot"},
 }
 _BARRIERS = frozenset({"table", "ul", "ol", "dl", "select", "td", "th", "caption", "button",
-                       "applet", "marquee", "object", "template", "svg", "math"})
+                       "applet", "marquee", "object", "template", "foreignobject", "desc",
+                       "mi", "mo", "mn", "ms", "mtext", "annotation-xml"})
 # Block starts: they close an open paragraph, and (unlike inline elements and
 # text) do not re-open the active formatting elements.
 _BLOCK = frozenset({
@@ -75,6 +76,30 @@ _BLOCK = frozenset({
     "p", "pre", "section", "summary", "table", "ul", "caption", "colgroup", "tbody", "thead",
     "tfoot", "tr", "td", "th",
 })
+# An end tag closes its element only if none of these lies in between
+# (HTML's "has an element in scope"); one that is not closed stays open.
+_SCOPE = frozenset({"applet", "caption", "html", "table", "td", "th", "marquee", "object",
+                    "template", "foreignobject", "desc", "mi", "mo", "mn", "ms", "mtext",
+                    "annotation-xml"})
+_TABLE_PARTS = frozenset({"table", "tbody", "thead", "tfoot", "tr", "td", "th", "caption",
+                          "colgroup"})
+_TABLE_SCOPE = frozenset({"html", "table", "template"})
+# Elements an end tag of an inline element cannot close ("special" in HTML).
+_SPECIAL = _BLOCK | _BARRIERS | _RAW_TEXT | _SCOPE
+# Inside SVG and MathML every tag is an element of its own, nested as written
+# (no optional end tags, no raw text, "/>" closes), until one of these HTML
+# tags breaks out. These elements inside them hold HTML again.
+_FOREIGN = frozenset({"svg", "math"})
+_BREAKOUT = frozenset({
+    "b", "big", "blockquote", "body", "br", "center", "code", "dd", "div", "dl", "dt", "em",
+    "embed", "h1", "h2", "h3", "h4", "h5", "h6", "head", "hr", "i", "img", "li", "listing",
+    "menu", "meta", "nobr", "ol", "p", "pre", "ruby", "s", "small", "span", "strong",
+    "strike", "sub", "sup", "table", "tt", "u", "ul", "var",
+})
+# <font> breaks out only with one of these attributes.
+_FONT_BREAKOUT = re.compile(f"(?:^|[{_SPACE}/])(?:color|face|size)(?:[{_SPACE}/=]|$)", re.I)
+_INTEGRATION = frozenset({"foreignobject", "desc", "title", "mi", "mo", "mn", "ms", "mtext",
+                          "annotation-xml"})
 # HTML keeps at most three identical formatting elements active (the
 # "Noah's Ark" clause); the rest stay open but are not re-opened.
 _NOAHS_ARK = 3
@@ -120,7 +145,7 @@ def measure(html: str, limits: HtmlLimits) -> HtmlShape:
     attributes = 0
     # Comments and end tags cost a little each too: budget every token.
     for tokens, (kind, name, count, rest, after_text) in enumerate(
-            _tags(html, limits.attributes), 1):
+            _tags(html, limits.attributes, tree.raw_text_allowed), 1):
         if tokens > 3 * limits.elements:
             tree.elements = limits.elements + 1
             break
@@ -157,20 +182,63 @@ class _Tree:
         self.stack: list[_Open] = []
         self.formatting: list[_Open] = []  # active formatting elements, oldest first
         self.depth = self.elements = self.tables = 0
+        self.foreign_start = False  # the last start tag opened an SVG or MathML element
+        self.form = False  # HTML's form element pointer: a form is open
         # Each re-opened element carries a copy of its attributes into the
         # output: a long attribute re-opened in every block multiplies.
         self.copied = 0
 
+    def raw_text_allowed(self) -> bool:
+        """Whether the <script>, <style> ... just opened holds text: not in SVG or MathML."""
+        return not self.foreign_start
+
+    def _foreign(self) -> int | None:
+        """Where the SVG or MathML element around the current node is, if it is foreign."""
+        for index in range(len(self.stack) - 1, -1, -1):
+            name = self.stack[index].name
+            if name in _INTEGRATION:
+                return None
+            if name in _FOREIGN:
+                return index
+        return None
+
     def start(self, name: str, rest: str) -> None:
+        foreign = self._foreign()
+        breakout = name in _BREAKOUT or (name == "font" and _FONT_BREAKOUT.search(rest))
+        self.foreign_start = foreign is not None and not breakout
+        if foreign is not None:
+            if not breakout:
+                self.elements += 1
+                if not rest.rstrip().endswith("/"):
+                    self.stack.append(_Open(name, rest, len(self.formatting)))
+                    self.depth = max(self.depth, len(self.stack))
+                return
+            while foreign is not None:  # back to HTML: the foreign elements close
+                self._pop_to(foreign)
+                foreign = self._foreign()
+        if name in _TABLE_PARTS and name != "table" and not self._open("table"):
+            return  # a cell or row outside any table is dropped
+        if name == "form":
+            if self.form:
+                return  # a form inside a form is dropped
+            self.form = True
         self.elements += 1
+        if name in ("a", "nobr"):
+            # A second <a> closes the first (before the others are re-opened).
+            for element in reversed(self.formatting[self._scope():]):
+                if element.name == name:
+                    self.end(name)
+                    break
         if name not in _BLOCK:
             self.reconstruct()
         if name in _VOID:
             return
         if name in _FORMATTING:
-            self._start_formatting(name, rest)
+            self._noahs_ark(name, rest)
         else:
             self._implied_ends(name)
+            if name in ("td", "th", "tr"):
+                self._implied_rows(name)
         element = _Open(name, rest, len(self.formatting))
         self.stack.append(element)
         if name in _FORMATTING:
@@ -180,18 +248,75 @@ class _Tree:
         self.depth = max(self.depth, len(self.stack))
 
     def end(self, name: str) -> None:
-        if name in _FORMATTING:
-            for element in reversed(self.formatting[self._scope():]):
-                if element.name == name:
-                    # The adoption agency, in its simple form: close it and what is inside.
-                    self.formatting.remove(element)
-                    if element.open:
-                        self._pop_to(self.stack.index(element))
+        foreign = self._foreign()
+        if foreign is not None:
+            if name in ("br", "p"):
+                self.elements += 1  # an element inserted where we are; nothing closes
+                return
+            for index in range(len(self.stack) - 1, foreign - 1, -1):
+                if self.stack[index].name == name:
+                    self._pop_to(index)
                     return
+        if name == "br":
+            self.start("br", "")  # HTML reads </br> as <br>
+            return
+        if name == "form":
+            # Only the form element itself closes; what is open inside it stays open.
+            self.form = False
+            for index in range(len(self.stack) - 1, -1, -1):
+                if self.stack[index].name == "form":
+                    self.stack[index].open = False
+                    del self.stack[index]
+                    return
+                if self.stack[index].name in _SCOPE:
+                    return
+            return
+        if name in _FORMATTING and self._end_formatting(name):
+            return
+        if name in _TABLE_PARTS:
+            boundary = _TABLE_SCOPE
+        elif name in _SPECIAL:
+            boundary = _SCOPE | {"ul", "ol"} if name == "li" else _SCOPE | {"button"}
+        else:
+            boundary = _SPECIAL
         for index in range(len(self.stack) - 1, -1, -1):
-            if self.stack[index].name == name:
+            below = self.stack[index].name
+            if below == name:
                 self._pop_to(index)
                 return
+            if below in boundary:
+                break  # not in scope: the end tag is ignored
+        if name == "p":
+            self.elements += 1  # HTML makes an empty paragraph for a </p> it cannot match
+
+    def _end_formatting(self, name: str) -> bool:
+        """HTML's adoption agency, roughly; False if ``name`` is not active."""
+        for element in reversed(self.formatting[self._scope():]):
+            if element.name != name:
+                continue
+            if not element.open:
+                self.formatting.remove(element)
+                return True
+            index = self.stack.index(element)
+            above = self.stack[index + 1:]
+            if any(e.name in _SCOPE for e in above):
+                return True  # not in scope: ignored, and it stays active
+            block = next((i for i, e in enumerate(above, index + 1) if e.name in _SPECIAL), None)
+            if block is None:
+                self.formatting.remove(element)
+                self._pop_to(index)  # close it and what is inside
+                return True
+            # A block inside it stays open; a copy of the element moves inside
+            # that block (around the block's content) and stays active.
+            copy = _Open(element.name, element.rest, element.marker_at)
+            self.formatting[self.formatting.index(element)] = copy
+            self.stack.insert(block + 1, copy)
+            del self.stack[index]
+            element.open = False
+            self.elements += 1
+            self.copied += len(element.rest)
+            return True
+        return False
 
     def reconstruct(self) -> None:
         """Open again the active formatting elements that were closed (before text)."""
@@ -205,6 +330,9 @@ class _Tree:
                 self.copied += len(element.rest)
         self.depth = max(self.depth, len(self.stack))
 
+    def _open(self, name: str) -> bool:
+        return any(e.name == name for e in self.stack)
+
     def _scope(self) -> int:
         """Where the active formatting elements of the innermost open marker begin."""
         for element in reversed(self.stack):
@@ -212,28 +340,35 @@ class _Tree:
                 return element.marker_at
         return 0
 
-    def _start_formatting(self, name: str, rest: str) -> None:
-        scope = self._scope()
-        if name in ("a", "nobr"):
-            # A second <a> closes the first.
-            for element in reversed(self.formatting[scope:]):
-                if element.name == name:
-                    self.end(name)
-                    break
-        same = [e for e in self.formatting[scope:] if e.name == name and e.rest == rest]
+    def _noahs_ark(self, name: str, rest: str) -> None:
+        same = [e for e in self.formatting[self._scope():] if e.name == name and e.rest == rest]
         if len(same) >= _NOAHS_ARK:
-            self.formatting.remove(same[0])
+            self.formatting.remove(same[0])  # no longer active; still open
 
     def _implied_ends(self, name: str) -> None:
-        closes = _CLOSES.get(name, _CLOSES["p"] if name in _BLOCK else frozenset())
+        # Tables do not close a paragraph: mail has no doctype (quirks mode).
+        paragraph = name in _BLOCK and name != "table"
+        closes = _CLOSES.get(name, _CLOSES["p"] if paragraph else frozenset())
         index = len(self.stack) - 1
         while index >= 0 and closes:
             below = self.stack[index].name
             if below in closes:
                 self._pop_to(index)
-            elif below in _BARRIERS or (below in _BLOCK and name not in ("li", "dt", "dd")):
+            elif (below in _BARRIERS or name in ("option", "optgroup")
+                  or (name in ("li", "dt", "dd") and below in _SPECIAL
+                      and below not in ("address", "div", "p"))):
                 return
             index -= 1
+
+    def _implied_rows(self, name: str) -> None:
+        """The <tbody> and <tr> HTML adds around a row or cell written without them."""
+        nearest = next((e.name for e in reversed(self.stack) if e.name in _TABLE_PARTS), None)
+        implied = ["tbody"] if nearest == "table" else []
+        if name != "tr" and nearest in ("table", "tbody", "thead", "tfoot"):
+            implied.append("tr")
+        for part in implied:
+            self.stack.append(_Open(part, "", len(self.formatting)))
+            self.elements += 1
 
     def _pop_to(self, index: int) -> None:
         """Close the open elements from ``index`` up.
@@ -257,7 +392,7 @@ Tag = tuple[str, str, int, str, bool]  # start/end/comment, name, attributes, th
 _NOT_SPACE = re.compile(f"[^{_SPACE}]")
 
 
-def _tags(html: str, max_attributes: int) -> Iterator[Tag]:
+def _tags(html: str, max_attributes: int, raw_text: Callable[[], bool]) -> Iterator[Tag]:
     """The tags and comments of ``html`` in order, as HTML tokenizes them.
 
     Every step starts where the last one ended, so the work is linear in the
@@ -291,7 +426,7 @@ def _tags(html: str, max_attributes: int) -> Iterator[Tag]:
         if at == -1:
             return  # a tag cut off by the end of the text is dropped, as HTML does
         yield kind, name, count, html[name_end:at], after_text
-        if kind == "start" and name in _RAW_TEXT:
+        if kind == "start" and name in _RAW_TEXT and raw_text():
             shut = _RAW_END[name].search(html, at)
             if shut is None:
                 return
