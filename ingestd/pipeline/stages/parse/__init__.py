@@ -1,9 +1,12 @@
 """parse: raw bytes → ``ParsedMessage``, with hard limits in front of the parser.
 
 The stdlib parser (compat32, which mail-parser also uses) builds the tree;
-``limits`` walks it once to enforce the limits, ``fields`` reads the header
-fields (through mail-parser), ``attachments`` sorts the leaves into body and
-attachments, ``html`` sanitises and renders HTML under its own bound. Nothing
+``limits`` checks the header block before it and walks the tree once to
+enforce the part and depth limits, ``fields`` reads the header fields
+(through mail-parser), ``attachments`` sorts the leaves into body and
+attachments, ``html`` sanitises and renders HTML inside the bound that
+``htmlshape`` measures, and ``text`` makes any header or body text safe to
+store (8-bit header bytes decoded, never kept as surrogate escapes). Nothing
 here trusts the message: names are sanitised, charsets decode with
 replacement, NUL never survives.
 """

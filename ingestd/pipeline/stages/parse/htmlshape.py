@@ -100,6 +100,8 @@ _BREAKOUT = frozenset({
 _FONT_BREAKOUT = re.compile(f"(?:^|[{_SPACE}/])(?:color|face|size)(?:[{_SPACE}/=]|$)", re.I)
 _INTEGRATION = frozenset({"foreignobject", "desc", "title", "mi", "mo", "mn", "ms", "mtext",
                           "annotation-xml"})
+# inscriptis spends on one table about what it spends on three other elements.
+_TABLE_WEIGHT = 3
 # HTML keeps at most three identical formatting elements active (the
 # "Noah's Ark" clause); the rest stay open but are not re-opened.
 _NOAHS_ARK = 3
@@ -203,12 +205,14 @@ class _Tree:
         return None
 
     def start(self, name: str, rest: str) -> None:
+        # Every start tag counts, even one HTML drops: lxml (under inscriptis)
+        # builds an element for it. A table costs inscriptis a layout of its own.
+        self.elements += _TABLE_WEIGHT if name == "table" else 1
         foreign = self._foreign()
         breakout = name in _BREAKOUT or (name == "font" and _FONT_BREAKOUT.search(rest))
         self.foreign_start = foreign is not None and not breakout
         if foreign is not None:
             if not breakout:
-                self.elements += 1
                 if not rest.rstrip().endswith("/"):
                     self.stack.append(_Open(name, rest, len(self.formatting)))
                     self.depth = max(self.depth, len(self.stack))
@@ -222,7 +226,6 @@ class _Tree:
             if self.form:
                 return  # a form inside a form is dropped
             self.form = True
-        self.elements += 1
         if name in ("a", "nobr"):
             # A second <a> closes the first (before the others are re-opened).
             for element in reversed(self.formatting[self._scope():]):
