@@ -6,25 +6,14 @@ yields ``None`` rather than an exception.
 
 from __future__ import annotations
 
-import re
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-# Read at most this much of the header block for the log fields.
-_MAX_HEADER_BYTES = 256 * 1024
+from ingestd.mailbytes import header_block, header_length
 
-
-def header_length(raw: bytes, limit: int) -> int:
-    """Bytes before the blank line ending the header block, looking at most ``limit + 1``."""
-    end = _HEADER_END.search(raw, 0, limit + 5)
-    return end.start() if end else min(len(raw), limit + 1)
-
-
-def header_block(raw: bytes) -> bytes:
-    match = _HEADER_END.search(raw, 0, _MAX_HEADER_BYTES)
-    return raw[: match.start()] if match else raw[:_MAX_HEADER_BYTES]
+# header_length is re-exported: it was defined here before ingestd.mailbytes.
+__all__ = ["header_block", "header_length", "summary_headers"]
 
 
 def summary_headers(raw: bytes) -> tuple[str | None, str | None]:

@@ -1,0 +1,150 @@
+"""Leaves of the tree: which are the body, which are attachments, and their names.
+
+Attachments come straight from the stdlib tree so their bytes are exact.
+Names are display names only: sanitised so they cannot act as a path, hide
+their extension, or be empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import quopri
+import unicodedata
+from email.message import Message
+
+from ingestd.pipeline.parsed import ParsedAttachment
+from ingestd.pipeline.stages.parse.html import html_text
+from ingestd.pipeline.stages.parse.limits import Leaf, payload
+from ingestd.pipeline.stages.parse.text import clean_text, decode_words, header_text
+
+BODY_TYPES = ("text/plain", "text/html")
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                     *(f"LPT{i}" for i in range(1, 10))}
+
+
+def bodies(leaves: list[Leaf]) -> tuple[str, list[str]]:
+    """(the plain text, the HTML parts) of the body leaves, decoded and cleaned."""
+    found = [(part, part_text(part)) for part, index in leaves if is_body(part, index)]
+    html_parts = [clean_text(t) for part, t in found
+                  if t and part.get_content_type() == "text/html"]
+    text = "\n".join(clean_text(t) for part, t in found
+                     if t and part.get_content_type() == "text/plain")
+    return text, html_parts
+
+
+def attachments(leaves: list[Leaf]) -> tuple[ParsedAttachment, ...]:
+    return tuple(a for part, i in leaves if (a := attachment(part, i)) is not None)
+
+
+def part_text(part: Message) -> str:
+    content = part.get_payload(decode=True)
+    if not isinstance(content, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return content.decode(charset, "replace")
+    except (LookupError, UnicodeError, ValueError):
+        # Unknown charsets, and codecs such as idna or punycode that are not text
+        # encodings and fail whatever the error handler.
+        return content.decode("utf-8", "replace")
+
+
+def is_body(part: Message, index: int) -> bool:
+    """text/plain or text/html that is not an attachment (RFC 8621 4.1.4).
+
+    A named text part is a file the sender attached, unless it is the first
+    part of its multipart (some mailers name the body itself).
+    """
+    if part.get_content_type() not in BODY_TYPES:
+        return False
+    try:
+        disposition = (part.get_content_disposition() or "").lower()
+        named = bool(part.get_filename())
+    except Exception:
+        return False
+    return disposition != "attachment" and (not named or index == 0)
+
+
+def forwarded_text(leaves: list[Leaf]) -> str:
+    """The text of the first enclosed message, for mail that is nothing but a forward.
+
+    Enclosed messages are attachments, but an agent must still see something
+    of a message whose only content is one.
+    """
+    for part, _ in leaves:
+        content = payload(part)
+        if part.get_content_type() != "message/rfc822" or not isinstance(content, list):
+            continue
+        inner = [p for p in content[0].walk() if not p.is_multipart()] if content else []
+        for kind in BODY_TYPES:
+            for piece in inner:
+                if piece.get_content_type() == kind and is_body(piece, 0):
+                    text = part_text(piece)
+                    return html_text(text) if kind == "text/html" else clean_text(text)
+    return ""
+
+
+def attachment(part: Message, index: int) -> ParsedAttachment | None:
+    """The part as an attachment, or None for a body part or an empty broken multipart."""
+    content_type = part.get_content_type()
+    content = payload(part)
+    if content_type in BODY_TYPES and is_body(part, index):
+        return None
+    if (part.get_content_maintype() == "multipart" and not isinstance(content, list)
+            and not str(content or "").strip()):
+        return None  # a boundary never found, and no text to keep as a file
+    if part.get_content_maintype() == "message" and isinstance(content, list):
+        data = _enclosed_bytes(part, content)
+    else:
+        decoded = part.get_payload(decode=True)
+        data = decoded if isinstance(decoded, bytes) else b""
+    return ParsedAttachment(
+        filename=safe_filename(_filename(part), content_type),
+        content_type=clean_text(content_type)[:255],
+        content=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+def _enclosed_bytes(part: Message, messages: list[Message]) -> bytes:
+    # message/delivery-status holds several header blocks; the others one message.
+    data = b"".join(m.as_bytes() for m in messages)
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if encoding in ("base64", "quoted-printable") and messages:
+        # RFC 2046 5.2.1 forbids encoding message/rfc822, but senders do it; the
+        # stdlib then parsed the encoded text as a message. Keep the decoded bytes.
+        with contextlib.suppress(binascii.Error, ValueError):
+            encoded = data.lstrip(b"\r\n")
+            data = (base64.b64decode(encoded) if encoding == "base64"
+                    else quopri.decodestring(encoded))
+    return data
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:
+        return None
+    # Encoded words are not allowed in parameters (RFC 2047 5), but Outlook
+    # and others send them; decoding shows the name the sender saw.
+    return decode_words(header_text(name)) if name else name
+
+
+def safe_filename(name: object, content_type: str = "application/octet-stream") -> str:
+    """A display name that cannot act as a path, hide its extension, or be empty."""
+    text = clean_text(name) if name else ""
+    text = text.replace("\\", "/").rsplit("/", 1)[-1]
+    # Control and format characters (including bidi overrides such as U+202E).
+    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
+    text = text.strip(" .")
+    stem = text.split(".", 1)[0].upper()
+    if not text or stem in _WINDOWS_RESERVED:
+        extension = "eml" if content_type == "message/rfc822" else "bin"
+        text = f"attachment.{extension}" if not text else f"_{text}"
+    if len(text) > 200:
+        base, dot, extension = text.rpartition(".")
+        text = (base[:180] + dot + extension[:19]) if dot and len(extension) < 20 else text[:200]
+    return text

@@ -1,0 +1,146 @@
+"""Header fields: subject, sender, recipients, date and the threading ids.
+
+mail-parser parses the address headers; when it trips over a structure the
+stdlib tree holds fine, ``_StdlibFields`` reads the same fields from the tree
+so that a readable message is not quarantined. The tree's policy has already
+turned raw 8-bit header bytes into text (``text.POLICY``), so neither sees
+surrogate escapes; the subject is decoded here (``decode_words``), because
+mail-parser drops or escapes 8-bit text beside encoded words. Message-ID,
+In-Reply-To and References are read from the raw header values, because
+distinct 8-bit ids must stay distinct.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import Message
+from email.utils import getaddresses, parsedate_to_datetime
+from typing import Any
+
+import mailparser
+
+from ingestd.errors import LimitExceeded
+from ingestd.pipeline.stages.parse.text import clean_text, decode_words, header_text
+
+_MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
+# RFC 5321 caps a path at 256 octets; nothing longer names a real sender.
+_MAX_ADDRESS = 254
+
+
+@dataclass(frozen=True)
+class HeaderFields:
+    subject: str
+    from_address: str | None
+    from_name: str | None
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    date: datetime | None
+    message_id: str | None
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    defects: tuple[str, ...]
+
+
+def header_fields(tree: Message) -> HeaderFields:
+    """The header fields of ``tree``, with the parser's defects and our own findings."""
+    try:
+        parsed: Any = mailparser.MailParser(tree)
+    except RecursionError as exc:
+        raise LimitExceeded("depth") from exc
+    except Exception as exc:
+        parsed = _StdlibFields(tree, f"mail-parser failed: {type(exc).__name__}")
+    defects = [clean_text(str(d)) for d in parsed.defects_categories or ()]
+    from_pairs = list(parsed.from_ or [])
+    if len(from_pairs) > 1:
+        defects.append("several From addresses; the first is used")
+    name, address = from_pairs[0] if from_pairs else ("", "")
+    address = clean_text(address).strip().lower() or None
+    if address is not None and "@" not in address:
+        defects.append(f"From address without @: {address[:100]}")
+    if address is not None and len(address) > _MAX_ADDRESS:
+        defects.append(f"From address of {len(address)} characters ignored")
+        address = None
+    return HeaderFields(
+        subject=_subject(tree),
+        from_address=address,
+        from_name=clean_text(name).strip() or None,
+        to=tuple(clean_text(a).lower() for _, a in parsed.to or () if a),
+        cc=tuple(clean_text(a).lower() for _, a in parsed.cc or () if a),
+        date=_date(tree.get("Date")),
+        message_id=_first_id(next(iter(_raw_header(tree, "message-id")), None)),
+        in_reply_to=_ids(_raw_header(tree, "in-reply-to")),
+        references=_ids(_raw_header(tree, "references")),
+        defects=tuple(defects),
+    )
+
+
+class _StdlibFields:
+    """The fields ``header_fields`` reads from mail-parser, taken from the stdlib tree instead."""
+
+    def __init__(self, tree: Message, defect: str) -> None:
+        self.defects_categories = [defect, *(type(d).__name__ for d in tree.defects)]
+        self.from_ = _addresses(tree.get_all("From") or ())
+        self.to = _addresses(tree.get_all("To") or ())
+        self.cc = _addresses(tree.get_all("Cc") or ())
+
+
+def _subject(tree: Message) -> str:
+    value = tree.get("Subject")
+    text = "" if value is None else clean_text(decode_words(header_text(value)))
+    return text.replace("\r", " ").replace("\n", " ").strip()
+
+
+def _addresses(values: Any) -> list[tuple[str, str]]:
+    return [(decode_words(name), address)
+            for name, address in getaddresses([header_text(v) for v in values])]
+
+
+def _raw_header(tree: Message, name: str) -> list[str]:
+    """Header values as parsed, before the policy replaces 8-bit bytes."""
+    return [value for key, value in tree.raw_items() if key.lower() == name]
+
+
+def _id_text(value: object) -> str:
+    """A Message-ID header as text, keeping distinct 8-bit ids distinct.
+
+    The parser hands 8-bit bytes over as surrogate escapes; replacing them
+    would make <order-ä@x> and <order-ü@x> one id (and one a "duplicate"),
+    so bytes that are not UTF-8 are read as Latin-1, which maps every byte
+    to its own character.
+    """
+    raw = str(value).encode("utf-8", "surrogateescape")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return text.replace("\x00", "")
+
+
+def _ids(values: Any) -> tuple[str, ...]:
+    found: list[str] = []
+    for value in values:
+        for mid in _MESSAGE_ID.findall(_id_text(value)):
+            if mid not in found:
+                found.append(mid)
+    return tuple(found)
+
+
+def _first_id(value: object) -> str | None:
+    if value is None:
+        return None
+    ids = _ids([value])
+    if ids:
+        return ids[0]
+    text = _id_text(value).strip()
+    return text[:998] or None
+
+
+def _date(value: object) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parsedate_to_datetime(clean_text(value))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None

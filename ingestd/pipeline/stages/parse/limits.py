@@ -1,0 +1,103 @@
+"""The shape check: hard limits in front of and around the stdlib parser.
+
+The header block is measured on the raw bytes before any parsing; part count
+and nesting depth are counted on the tree before mail-parser or anything else
+walks it, because deep or wide trees are what make those walks slow or blow
+the recursion limit. A message over a limit raises ``LimitExceeded`` and is
+quarantined by the worker.
+"""
+
+from __future__ import annotations
+
+import re
+from email.message import Message
+from email.parser import BytesParser
+from typing import Any
+
+from ingestd.config.settings import ProcessingLimits
+from ingestd.errors import LimitExceeded
+from ingestd.mailbytes import header_length
+from ingestd.pipeline.stages.parse.text import POLICY
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_LOOSE_BOUNDARY = re.compile(r'\bboundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
+
+Leaf = tuple[Message, int]  # the part, and its index among its parent's parts
+
+
+class LenientMessage(Message):
+    """compat32 Message that reads two boundary faults the way mail clients do."""
+
+    def get_content_type(self) -> str:
+        # "multipart/mixed boundary=x" (the ';' missing): the type is the first token.
+        kind = super().get_content_type()
+        return kind.split()[0] if kind.split() else kind
+
+    def get_boundary(self, failobj: Any = None) -> Any:
+        missing = object()
+        boundary = super().get_boundary(missing)
+        if boundary is missing:
+            found = _LOOSE_BOUNDARY.search(str(self.get("content-type", "")))
+            if found is None:
+                return failobj
+            boundary = found.group(1) or found.group(2)
+        # A quoted boundary folded over two lines (RFC 5322 2.2.3): unfold it.
+        return _FOLD.sub("", str(boundary))
+
+
+def read_tree(raw: bytes, limits: ProcessingLimits) -> tuple[Message, list[Leaf]]:
+    """The message tree and its leaves, or ``LimitExceeded`` naming the limit it broke."""
+    if header_length(raw, limits.max_header_bytes) > limits.max_header_bytes:
+        raise LimitExceeded("header-bytes")
+    try:
+        tree = BytesParser(_class=LenientMessage, policy=POLICY).parsebytes(raw)
+    except RecursionError as exc:
+        raise LimitExceeded("depth") from exc
+    return tree, check_shape(tree, limits)
+
+
+def check_shape(tree: Message, limits: ProcessingLimits) -> list[Leaf]:
+    """The parts of this message, after checking part count and nesting depth.
+
+    A message/* part (an attached or forwarded message, a digest entry, a
+    bounce's copy of the original) is one part: what is inside belongs to that
+    message, not to this one (RFC 8621 4.1.4), so the leaves stop there. The
+    limits still count what is inside: an enclosed message is no cheaper to
+    store and show than the same parts at the top.
+    """
+    leaves: list[Leaf] = []
+    count = 0
+    # (part, depth, index among siblings, whether it is one of this message's leaves)
+    stack: list[tuple[Message, int, int, bool]] = [(tree, 1, 0, True)]
+    while stack:
+        part, depth, index, own = stack.pop()
+        count += 1
+        if count > limits.max_parts:
+            raise LimitExceeded("parts")
+        if depth > limits.max_depth:
+            raise LimitExceeded("depth")
+        _strip_transfer_encoding(part)
+        content = payload(part)
+        enclosed = part.get_content_maintype() == "message"
+        if own and (not isinstance(content, list) or enclosed):
+            leaves.append((part, index))
+        if isinstance(content, list):
+            inside = own and not enclosed
+            stack.extend((child, depth + 1, i, inside)
+                         for i, child in reversed(list(enumerate(content))))
+    return leaves
+
+
+def payload(part: Message) -> Any:
+    """The payload, without the charset decoding that fails for codecs like idna."""
+    try:
+        return part.get_payload()
+    except (LookupError, UnicodeError, ValueError):
+        return part.get_payload(decode=True) or b""
+
+
+def _strip_transfer_encoding(part: Message) -> None:
+    """ "base64 " decodes as base64: the stdlib compares the value unstripped."""
+    value = part.get("Content-Transfer-Encoding")
+    if value is not None and str(value) != str(value).strip():
+        part.replace_header("Content-Transfer-Encoding", str(value).strip())
