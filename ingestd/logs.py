@@ -1,17 +1,26 @@
 """structlog set-up: one JSON object per line when stdout is not a terminal.
 
 Events carry ids, sizes, outcomes and timings, never message bodies.
+
+Short-lived commands (``ingest``, run by an MTA once per message) configure
+logging *deferred* and log through ``get_logger``: structlog, and what it
+imports, is loaded only when an event at the configured level is emitted.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
-
-import structlog
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ingestd.config.settings import LoggingSettings
+
+if TYPE_CHECKING:
+    import structlog
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "exception": 40}
+# Set by configure_logging(deferred=True) until the first event needs structlog.
+_deferred: tuple[LoggingSettings, bool] | None = None
 
 
 class _StandardStreamLogger:
@@ -36,7 +45,16 @@ class _StandardStreamLogger:
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
 
-def configure_logging(settings: LoggingSettings, to_stderr: bool = False) -> None:
+def configure_logging(settings: LoggingSettings, to_stderr: bool = False,
+                      deferred: bool = False) -> None:
+    """Set up structlog now, or (``deferred``) when the first event is emitted."""
+    global _deferred
+    if deferred:
+        _deferred = (settings, to_stderr)
+        return
+    _deferred = None
+    import structlog
+
     stream_name = "stderr" if to_stderr else "stdout"
     stream = getattr(sys, stream_name)
     use_json = settings.format == "json" or (
@@ -65,3 +83,38 @@ def configure_logging(settings: LoggingSettings, to_stderr: bool = False) -> Non
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # mail-parser warns on every content type it does not render; noise, not news.
     logging.getLogger("mailparser").setLevel(logging.ERROR)
+
+
+class LazyLogger:
+    """A logger that loads structlog only for an event that will be written."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._real: Any = None
+
+    def _emit(self, level: str, event: str, **fields: Any) -> None:
+        if _deferred is not None and _LEVELS[level] < _LEVELS[_deferred[0].level]:
+            return
+        if self._real is None:
+            import structlog
+
+            if _deferred is not None:
+                configure_logging(*_deferred)
+            self._real = structlog.get_logger(self._name)
+        getattr(self._real, level)(event, **fields)
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._emit("debug", event, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._emit("info", event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._emit("warning", event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._emit("error", event, **fields)
+
+
+def get_logger(name: str) -> LazyLogger:
+    return LazyLogger(name)

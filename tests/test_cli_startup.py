@@ -74,7 +74,7 @@ def test_check_loads_configuration_but_no_database(tmp_path: Path) -> None:
 
 
 def test_store_only_ingest_loads_no_orm_migrations_or_parser(tmp_path: Path) -> None:
-    """`ingest --no-process` stores through the driver: no dialect, Alembic, sqlmodel, parser."""
+    """`ingest --no-process` stores through the driver: no dialect, Alembic, ORM, parser, logs."""
     config = tmp_path / "c.yaml"
     config.write_text(f"database:\n  url: sqlite:///{tmp_path}/i.db\n"
                       "mailboxes:\n  - name: support\n    addresses: [support@example.com]\n")
@@ -87,7 +87,7 @@ def test_store_only_ingest_loads_no_orm_migrations_or_parser(tmp_path: Path) -> 
     assert code == 0
     top = {name.partition(".")[0] for name in modules}
     assert sorted(top.intersection({"sqlmodel", "alembic", "aiosmtpd", "mailparser",
-                                    "inscriptis", "nh3", "psycopg"})) == []
+                                    "inscriptis", "nh3", "psycopg", "structlog"})) == []
     assert "sqlalchemy.dialects.sqlite" not in modules
 
 

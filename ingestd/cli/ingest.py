@@ -75,7 +75,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from ingestd.logs import configure_logging
 
     settings = settings_from(args)
-    configure_logging(settings.logging, to_stderr=True)
+    configure_logging(settings.logging, to_stderr=True, deferred=True)
     mailbox = settings.mailbox(args.mailbox)
     if mailbox is None:
         known = ", ".join(m.name for m in settings.mailboxes) or "none configured"
@@ -93,6 +93,8 @@ def _ingest(args: argparse.Namespace) -> int:
         from ingestd.cli.common import database
         from ingestd.workers.inline import process_now
 
+        # Processing logs through structlog everywhere: set it up for real now.
+        configure_logging(settings.logging, to_stderr=True)
         with database(settings) as engine:
             run = process_now(engine, settings, report.stored_ids)
         report.processed(run.results)

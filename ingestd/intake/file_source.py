@@ -14,16 +14,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
 from ingestd.errors import IngestdError
 from ingestd.intake.files import FileMessage, Refusal, expand_paths, split_stream
 from ingestd.intake.source import NewMessage, Source
+from ingestd.logs import get_logger
 
 # Stores messages as pending rows in one transaction and returns their ids.
 Commit = Callable[[Sequence[NewMessage]], list[int]]
 
-log = structlog.get_logger("ingestd.ingest")
+log = get_logger("ingestd.ingest")
 
 # A batch holds at most this many messages or bytes: few commits, bounded memory.
 BATCH_MESSAGES = 100
@@ -132,7 +131,8 @@ class FileIntake:
             else:
                 for (message, result), row_id in zip(batch, ids, strict=True):
                     result.outcome, result.id = "stored", row_id
-                    log.info("intake.stored", id=row_id, source=message.source,
+                    # debug: `ingest` reports counts itself, and an MTA runs it per message.
+                    log.debug("intake.stored", id=row_id, source=message.source,
                              mailbox=self._mailbox, size=len(message.raw), outcome="stored",
                              origin=result.origin)
         for _, result in batch:
