@@ -186,3 +186,15 @@ def test_odd_first_lines_are_taken_as_mail(config_file: Path, tmp_path: Path) ->
     assert bytes(rows[0].raw).startswith(b"From: a@b.example\n")
     assert bytes(rows[1].raw).startswith(b"From: a@b.example\r\n")
     assert bytes(rows[3].raw) == b"From: a@b.example\nSubject: four\n\nx\n"
+
+
+def test_8bit_subject_in_the_log_is_read_like_processing_reads_it(config_file: Path) -> None:
+    """A raw Latin-1 subject is logged as 'Grüße', not with replacement characters."""
+    import tempfile
+
+    raw = b"From: a@b.example\r\nSubject: Gr\xfc\xdfe =?utf-8?q?aus_K=C3=B6ln?=\r\n\r\nx\r\n"
+    with tempfile.NamedTemporaryFile(suffix=".eml") as handle:
+        handle.write(raw)
+        handle.flush()
+        assert ingest(config_file, handle.name) == 0
+    assert rows_of(config_file)[0].subject == "Grüße aus Köln"

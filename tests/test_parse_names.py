@@ -11,9 +11,9 @@ import sqlalchemy as sa
 
 from ingestd.config.settings import ProcessingLimits
 from ingestd.db.tables import ACTIONS, USERS
+from ingestd.mailtext import bytes_text, decode_words, header_text
 from ingestd.pipeline.parsed import ParsedMessage
 from ingestd.pipeline.stages.parse import parse_message
-from ingestd.pipeline.stages.parse.text import bytes_text, decode_words, header_text
 
 LIMITS = ProcessingLimits()
 

@@ -6,11 +6,10 @@ yields ``None`` rather than an exception.
 
 from __future__ import annotations
 
-from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
-from email.policy import compat32
 
 from ingestd.mailbytes import header_block, header_length
+from ingestd.mailtext import POLICY, decode_words
 
 # header_length is re-exported: it was defined here before ingestd.mailbytes.
 __all__ = ["header_block", "header_length", "summary_headers"]
@@ -19,7 +18,8 @@ __all__ = ["header_block", "header_length", "summary_headers"]
 def summary_headers(raw: bytes) -> tuple[str | None, str | None]:
     """(subject, message_id) decoded for display, or None where absent or unreadable."""
     try:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(header_block(raw))
+        # POLICY reads raw 8-bit bytes as UTF-8, else windows-1252 (as processing does).
+        headers = BytesHeaderParser(policy=POLICY).parsebytes(header_block(raw))
     except Exception:
         return None, None
     return _decoded(headers.get("Subject")), _message_id(headers.get("Message-ID"))
@@ -34,7 +34,7 @@ def _decoded(value: object) -> str | None:
     if value is None:
         return None
     try:
-        text = str(make_header(decode_header(str(value))))
+        text = decode_words(str(value))
     except Exception:
         text = str(value)
     text = _clean(text.encode("utf-8", "replace").decode("utf-8"))

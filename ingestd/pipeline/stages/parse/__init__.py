@@ -14,6 +14,7 @@ replacement, NUL never survives.
 from __future__ import annotations
 
 from ingestd.config.settings import ProcessingLimits
+from ingestd.mailtext import clean_text
 from ingestd.pipeline.context import MessageContext, Outcome
 from ingestd.pipeline.parsed import ParsedMessage
 from ingestd.pipeline.stages.parse.attachments import (
@@ -25,7 +26,6 @@ from ingestd.pipeline.stages.parse.attachments import (
 from ingestd.pipeline.stages.parse.fields import header_fields
 from ingestd.pipeline.stages.parse.html import render, sanitise_html
 from ingestd.pipeline.stages.parse.limits import read_tree
-from ingestd.pipeline.stages.parse.text import clean_text
 
 __all__ = ["clean_text", "parse", "parse_message", "safe_filename", "sanitise_html"]
 

@@ -15,10 +15,10 @@ import quopri
 import unicodedata
 from email.message import Message
 
+from ingestd.mailtext import clean_text, decode_words, header_text
 from ingestd.pipeline.parsed import ParsedAttachment
 from ingestd.pipeline.stages.parse.html import html_text
 from ingestd.pipeline.stages.parse.limits import Leaf, payload
-from ingestd.pipeline.stages.parse.text import clean_text, decode_words, header_text
 
 BODY_TYPES = ("text/plain", "text/html")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),

@@ -22,7 +22,7 @@ from typing import Any
 import mailparser
 
 from ingestd.errors import LimitExceeded
-from ingestd.pipeline.stages.parse.text import clean_text, decode_words, header_text
+from ingestd.mailtext import clean_text, decode_words, header_text
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
 # RFC 5321 caps a path at 256 octets; nothing longer names a real sender.

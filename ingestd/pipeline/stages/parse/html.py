@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import inscriptis
 import nh3
 
+from ingestd.mailtext import clean_text
 from ingestd.pipeline.stages.parse.htmlshape import HtmlLimits, measure
-from ingestd.pipeline.stages.parse.text import clean_text
 
 # Past this size nothing is measured or rendered at all.
 MAX_HTML_CHARS = 1_000_000

@@ -17,7 +17,7 @@ from typing import Any
 from ingestd.config.settings import ProcessingLimits
 from ingestd.errors import LimitExceeded
 from ingestd.mailbytes import header_length
-from ingestd.pipeline.stages.parse.text import POLICY
+from ingestd.mailtext import POLICY
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LOOSE_BOUNDARY = re.compile(r'\bboundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)

@@ -1,5 +1,8 @@
 """Text that may go into any database column, whatever bytes it came from.
 
+Shared by both halves: intake reads the subject for the log, processing
+every header (neither imports the other).
+
 Header values reach us with their 8-bit bytes as surrogate escapes (the
 stdlib parser reads bytes that way). Such a value must become real text
 before anything else reads it: ``header_text`` reads the bytes as UTF-8,
