@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from benchlib import ingestd_package, ingestd_revision
+
 INSTALL = "python3 -m venv .venv && .venv/bin/pip install -e ."
 
 # Targets from the issue (Foundation 4, defect 11).
@@ -175,26 +177,6 @@ def targets(figures: Sequence[Figure]) -> list[Target]:
         Target(f"ingest of one message <= baseline + {INGEST_OVER_BASELINE_MS:.0f} ms",
                base + INGEST_OVER_BASELINE_MS, by_name["ingestd ingest --no-process -"].median_ms),
     ]
-
-
-def ingestd_package() -> Path | None:
-    """The directory of the ``ingestd`` package this Python imports (the one measured)."""
-    spec = importlib.util.find_spec("ingestd")
-    return Path(spec.origin).parent if spec and spec.origin else None
-
-
-def ingestd_revision(package: Path | None) -> str:
-    """The commit ``package`` comes from, "+dirty" when its files differ from it."""
-    if package is None:
-        return "unknown"
-    try:
-        head = subprocess.run(["git", "-C", str(package), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        changed = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."],
-                                 capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if changed else "")
 
 
 def environment(runs: int) -> dict[str, object]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import platform
@@ -51,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
+from benchlib import ingestd_package, ingestd_revision
 
 HOST = "127.0.0.1"
 RECIPIENT = "support@example.com"
@@ -347,27 +347,6 @@ def count_stored(database: Path, token: str) -> int:
     with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
         return int(conn.execute("SELECT count(*) FROM inbound_messages WHERE message_id LIKE ?",
                                 (f"%{token}.drain.%",)).fetchone()[0])
-
-
-def ingestd_package(tree: Path | None) -> Path | None:
-    if tree is not None:
-        return tree / "ingestd"
-    spec = importlib.util.find_spec("ingestd")
-    return Path(spec.origin).parent if spec and spec.origin else None
-
-
-def ingestd_revision(package: Path | None) -> str:
-    """The commit ``package`` comes from, "+dirty" when its files differ from it."""
-    if package is None:
-        return "unknown"
-    try:
-        head = subprocess.run(["git", "-C", str(package), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        changed = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."],
-                                 capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if changed else "")
 
 
 def environment(args: argparse.Namespace, package: Path | None,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import platform
@@ -45,6 +44,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from benchlib import ingestd_package, ingestd_revision
 
 try:
     import aiosmtplib
@@ -339,27 +340,6 @@ def measure(args: argparse.Namespace) -> Result:
                 free.replies[index].stored = True
             rows_after = count_rows(database)
     return Result(environment(args), bound, give_up, rows_before, locked, free, rows_after)
-
-
-def ingestd_package(tree: Path | None) -> Path | None:
-    if tree is not None:
-        return tree / "ingestd"
-    spec = importlib.util.find_spec("ingestd")
-    return Path(spec.origin).parent if spec and spec.origin else None
-
-
-def ingestd_revision(package: Path | None) -> str:
-    """The commit ``package`` comes from, "+dirty" when its files differ from it."""
-    if package is None:
-        return "unknown"
-    try:
-        head = subprocess.run(["git", "-C", str(package), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        changed = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."],
-                                 capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if changed else "")
 
 
 def environment(args: argparse.Namespace) -> dict[str, object]:

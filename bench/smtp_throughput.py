@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchlib import ingestd_package, ingestd_revision
+
 try:
     import aiosmtplib
 except ImportError:  # the README's first install command leaves the test extra out
@@ -684,22 +686,9 @@ def notes(results: Sequence[Result], on_postgres: bool) -> list[str]:
     return found
 
 
-def ingestd_revision() -> str:
-    """The commit the measured ingestd comes from, "+dirty" when its files differ from it."""
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        changed = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "ingestd"],
-                                 capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + ("+dirty" if changed else "")
-
-
 def environment(args: argparse.Namespace, workers: int) -> dict[str, Any]:
     return {
-        "ingestd": ingestd_revision(),
+        "ingestd": ingestd_revision(ingestd_package()),
         "messages": args.messages,
         "message_bytes": len(make_message(0, "000000000000")),
         "connections": args.connections,

@@ -129,15 +129,10 @@ def direct_store(settings: DatabaseSettings) -> Iterator[DirectStore]:
 
 def _sqlite_connection(settings: DatabaseSettings) -> _Connection:
     import sqlite3
-    from pathlib import Path
 
-    path = Path(settings.url.removeprefix("sqlite:///"))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageUnavailable(
-            f"cannot create the database directory {path.parent}: {exc.strerror or exc}"
-        ) from exc
+    from ingestd.db.engine import sqlite_file
+
+    path = sqlite_file(settings)
     # isolation_level=None: transactions are ours to begin (BEGIN IMMEDIATE).
     conn = sqlite3.connect(path, timeout=settings.busy_timeout_ms / 1000, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")

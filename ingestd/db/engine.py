@@ -61,7 +61,8 @@ def sqlite_path(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-def _sqlite_engine(settings: DatabaseSettings) -> Engine:
+def sqlite_file(settings: DatabaseSettings) -> Path:
+    """The SQLite file of ``settings``, its directory made (StorageUnavailable if it cannot be)."""
     path = sqlite_path(settings.url)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +70,11 @@ def _sqlite_engine(settings: DatabaseSettings) -> Engine:
         raise StorageUnavailable(
             f"cannot create the database directory {path.parent}: {exc.strerror or exc}"
         ) from exc
+    return path
+
+
+def _sqlite_engine(settings: DatabaseSettings) -> Engine:
+    sqlite_file(settings)
     engine = sa.create_engine(
         settings.url,
         connect_args={"timeout": settings.busy_timeout_ms / 1000, "check_same_thread": False},
