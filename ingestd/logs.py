@@ -79,7 +79,9 @@ def configure_logging(settings: LoggingSettings, to_stderr: bool = False,
     )
     # Library loggers (aiosmtpd, alembic) go to stderr at warning and above only.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # aiosmtpd warns once per unknown command: a flood of them would flood the
+    # log; our smtp.session_errors event sums a session's errors up instead.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # mail-parser warns on every content type it does not render; noise, not news.
     logging.getLogger("mailparser").setLevel(logging.ERROR)

@@ -95,6 +95,12 @@ class SmtpSettings(Settings):
     # Messages waiting for their commit; beyond this a sender gets 451 at once
     # instead of joining a queue the database cannot drain (memory stays bounded).
     max_queued_messages: int = Field(default=1000, ge=1, le=1_000_000)
+    # After this many 5xx replies in one session (refused recipients, unknown
+    # commands), 421 4.7.0 and the connection is closed; 0 turns it off.
+    max_errors: int = Field(default=20, ge=0, le=100_000)
+    # Greet only after this long; a client that talks first gets 421 4.7.0
+    # (Postfix postscreen's pregreet test). 0: greet at once, no test.
+    greet_delay_ms: int = Field(default=0, ge=0, le=30_000)
     # On SIGTERM: how long sessions in the middle of DATA may take to finish
     # (and get their 250 or 451) before the daemon exits. Idle sessions get
     # 421 at once. Keep it below the unit's TimeoutStopSec.

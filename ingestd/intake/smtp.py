@@ -28,6 +28,7 @@ from ingestd import __version__
 from ingestd.config.settings import SmtpSettings
 from ingestd.errors import IngestdError, ListenFailed
 from ingestd.intake.commit import GroupCommitter
+from ingestd.intake.files import looks_like_mail
 from ingestd.intake.recipients import MailboxAddresses
 from ingestd.intake.source import Source
 
@@ -50,6 +51,11 @@ REPLY_BARE_LINE_END = (
 REPLY_TOO_BIG = "552 5.3.4 Message size exceeds the fixed maximum message size"
 REPLY_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 REPLY_SHUTTING_DOWN = b"421 4.3.2 Service shutting down, please try again later\r\n"
+REPLY_PREGREET = b"421 4.7.0 Talked before the greeting, closing connection\r\n"
+REPLY_TOO_MANY_ERRORS = "421 4.7.0 Too many errors in this session, closing connection"
+REPLY_NO_HEADER = "550 5.6.0 Message has no header section (RFC 5322 2.1)"
+REPLY_NUL_SENDER = "501 5.1.7 NUL is not allowed in an address"
+REPLY_NUL_RECIPIENT = "501 5.1.3 NUL is not allowed in an address"
 
 # aiosmtpd's own replies that lack an enhanced status code, rewritten on the way out.
 _REWRITES = {
@@ -117,11 +123,21 @@ class IngestSMTP(SMTP):
     """aiosmtpd's SMTP with connection limits, long lines allowed, enhanced codes, drain."""
 
     def __init__(self, handler: Any, *, max_message_size: int, limits: ConnectionLimits,
-                 sessions: Sessions, **kwargs: Any) -> None:
+                 sessions: Sessions, max_errors: int = 20, greet_delay: float = 0.0,
+                 **kwargs: Any) -> None:
         self._limits = limits
         self._sessions = sessions
         self.in_data = False
         self._admitted_ip: str | None = None
+        self._raw_transport: asyncio.BaseTransport | None = None
+        # aiosmtpd's session starts (and greets) only after greet_delay: a
+        # client that talks before it is no patient MTA (postscreen's pregreet).
+        self._greet_delay = greet_delay
+        self._started = False
+        self._greeting: asyncio.TimerHandle | None = None
+        self._max_errors = max_errors
+        self.errors = 0
+        self._eof_in_data = False
         # Real mail has lines longer than 1,000 octets (HTML from some clients,
         # long base64 lines); refusing them bounces legitimate mail. The reader
         # limit must exceed the message limit so that the size check, with its
@@ -152,16 +168,73 @@ class IngestSMTP(SMTP):
             transport.close()
             return
         self._admitted_ip = ip
+        self._raw_transport = transport
         self._sessions.open.add(self)
+        if self._greet_delay > 0:
+            self._greeting = asyncio.get_running_loop().call_later(
+                self._greet_delay, self._greet, transport)
+            return
+        self._greet(transport)
+
+    def _greet(self, transport: asyncio.BaseTransport) -> None:
+        self._greeting = None
+        if transport.is_closing():
+            return
+        self._started = True
         super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._started:
+            # Spoke before the greeting: refused, and nothing it said is read.
+            _emit(log.info, "smtp.pregreet", peer=self._admitted_ip)
+            self._cancel_greeting()
+            if self._raw_transport is not None:
+                self._raw_transport.write(REPLY_PREGREET)  # type: ignore[attr-defined]
+                self._raw_transport.close()
+            return
+        super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if not self._started:
+            return False
+        if self.in_data:
+            # A client may half-close right after its final dot: its reply must
+            # still be written, so the session is not cancelled (aiosmtpd's
+            # default) but closed once DATA has answered.
+            self._eof_in_data = True
+            return asyncio.StreamReaderProtocol.eof_received(self)
+        return super().eof_received()
+
+    def _cancel_greeting(self) -> None:
+        if self._greeting is not None:
+            self._greeting.cancel()
+            self._greeting = None
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._admitted_ip is None:
             return
+        if self.errors:
+            # One event per session, not one per refused line.
+            _emit(log.info, "smtp.session_errors", peer=self._admitted_ip, errors=self.errors)
         self._limits.release(self._admitted_ip)
         self._admitted_ip = None
         self._sessions.left(self)
-        super().connection_lost(error)
+        self._cancel_greeting()
+        if self._started:
+            super().connection_lost(error)
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if arg is not None and "\x00" in arg:
+            # Dropping the NUL would record a sender the client never named.
+            await self.push(REPLY_NUL_SENDER)
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if arg is not None and "\x00" in arg:
+            await self.push(REPLY_NUL_RECIPIENT)
+            return
+        await super().smtp_RCPT(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
         self._reader._limit = self._data_line_limit  # type: ignore[attr-defined]
@@ -172,13 +245,17 @@ class IngestSMTP(SMTP):
             self.in_data = False
             self._reader._limit = _COMMAND_BUFFER  # type: ignore[attr-defined]
             self._sessions.changed.set()
+            if self._eof_in_data and self.transport is not None:
+                # The client half-closed: its reply is out (or it left mid-DATA).
+                self.transport.close()
         if self._sessions.draining:
             # The reply for this transaction is out; no next one is taken.
             self.shut()
 
     def shut(self) -> None:
         """Say 421 4.3.2 and close (RFC 5321 3.8: the client retries later)."""
-        transport = self.transport
+        self._cancel_greeting()
+        transport = self.transport or self._raw_transport
         if transport is not None and not transport.is_closing():
             transport.write(REPLY_SHUTTING_DOWN)  # type: ignore[attr-defined]
             transport.close()
@@ -187,6 +264,16 @@ class IngestSMTP(SMTP):
         if isinstance(status, str):
             status = _REWRITES.get(status, status)
         await super().push(status)
+        text = status if isinstance(status, str) else status.decode("ascii", "replace")
+        if text[:1] == "5" and self._max_errors:
+            # Refused recipients, unknown commands, bad sequences: a client that
+            # keeps failing is probing or broken; it is cut off, not answered forever.
+            self.errors += 1
+            if self.errors == self._max_errors and self.transport is not None:
+                _emit(log.warning, "smtp.too_many_errors", peer=self._admitted_ip,
+                      errors=self.errors)
+                await super().push(REPLY_TOO_MANY_ERRORS)
+                self.transport.close()
 
 
 class IntakeHandler:
@@ -208,7 +295,8 @@ class IntakeHandler:
         rcpt_options: list[str],
     ) -> str:
         if self._addresses.mailbox_for(address) is None:
-            _emit(log.info, "smtp.rcpt_refused", peer=_peer(session), rcpt=address)
+            # debug: a session's refusals are summed up in smtp.session_errors.
+            _emit(log.debug, "smtp.rcpt_refused", peer=_peer(session), rcpt=address)
             return f"550 5.1.1 <{address}>: no such mailbox here"
         if len(envelope.rcpt_tos) >= self._settings.max_recipients:
             return REPLY_TOO_MANY_RCPTS
@@ -229,6 +317,11 @@ class IntakeHandler:
             if has_bare_line_end(raw):
                 _emit(log.info, "smtp.transaction", outcome="refused_bare_line_end", **fields)
                 return REPLY_BARE_LINE_END
+            if not looks_like_mail(raw):
+                # The rule `ingest` applies too: without a header section there is
+                # no sender, subject or date to make a ticket of.
+                _emit(log.info, "smtp.transaction", outcome="refused_no_header", **fields)
+                return REPLY_NO_HEADER
             mailbox, others = self._addresses.assign(envelope.rcpt_tos)
             message = self._source.message(
                 raw, mailbox, also_mailboxes=others, envelope_from=envelope.mail_from,
@@ -345,6 +438,8 @@ async def start_smtp_server(
             max_message_size=settings.max_message_size,
             limits=limits,
             sessions=sessions,
+            max_errors=settings.max_errors,
+            greet_delay=settings.greet_delay_ms / 1000,
             hostname=settings.hostname,
             ident=f"ingestd {__version__}",
             enable_SMTPUTF8=True,
