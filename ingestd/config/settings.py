@@ -84,8 +84,18 @@ class SmtpSettings(Settings):
     hostname: str = "ingestd.localhost"
     max_message_size: int = Field(default=26_214_400, ge=1024)
     max_recipients: int = Field(default=50, ge=1, le=10_000)
-    # RFC 5321 section 4.5.3.2.7: a server should wait at least 5 minutes for a command.
-    timeout_seconds: float = Field(default=300, gt=0)
+    # Each of these ends a session with 421 4.4.2. RFC 5321 4.5.3.2.7: a server
+    # should wait at least 5 minutes for the next command (the default; lower
+    # values are accepted, for tests and for sites under attack).
+    idle_timeout_seconds: float = Field(default=300, gt=0)
+    # The whole DATA transfer: 25 MiB (max_message_size) at a slow 16 KB/s
+    # link takes 25 * 1024 * 1024 / 16,000 = 1,638 s; 1,800 s leaves room.
+    data_timeout_seconds: float = Field(default=1800, gt=0)
+    # The whole session, so that a client sending NOOP every few seconds cannot
+    # hold a connection slot for ever; longer than one maximum-size DATA.
+    session_timeout_seconds: float = Field(default=3600, gt=0)
+    # Deprecated name of idle_timeout_seconds, still accepted (older configs).
+    timeout_seconds: float | None = Field(default=None, gt=0)
     # Beyond these, a new connection gets 421 4.7.0 and is closed (RFC 5321 4.3.2:
     # the client retries later). Bounds memory and file descriptors under floods.
     max_connections: int = Field(default=500, ge=1, le=100_000)
@@ -105,6 +115,13 @@ class SmtpSettings(Settings):
     # (and get their 250 or 451) before the daemon exits. Idle sessions get
     # 421 at once. Keep it below the unit's TimeoutStopSec.
     drain_seconds: float = Field(default=10, ge=0, le=300)
+
+
+    @model_validator(mode="after")
+    def _deprecated_timeout(self) -> SmtpSettings:
+        if self.timeout_seconds is not None and "idle_timeout_seconds" not in self.model_fields_set:
+            object.__setattr__(self, "idle_timeout_seconds", self.timeout_seconds)
+        return self
 
 
 class UnknownSenders(Settings):

@@ -52,6 +52,7 @@ REPLY_TOO_BIG = "552 5.3.4 Message size exceeds the fixed maximum message size"
 REPLY_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 REPLY_SHUTTING_DOWN = b"421 4.3.2 Service shutting down, please try again later\r\n"
 REPLY_PREGREET = b"421 4.7.0 Talked before the greeting, closing connection\r\n"
+REPLY_TIMEOUT = b"421 4.4.2 %s timeout, closing connection\r\n"
 REPLY_TOO_MANY_ERRORS = "421 4.7.0 Too many errors in this session, closing connection"
 REPLY_NO_HEADER = "550 5.6.0 Message has no header section (RFC 5322 2.1)"
 REPLY_NUL_SENDER = "501 5.1.7 NUL is not allowed in an address"
@@ -124,6 +125,7 @@ class IngestSMTP(SMTP):
 
     def __init__(self, handler: Any, *, max_message_size: int, limits: ConnectionLimits,
                  sessions: Sessions, max_errors: int = 20, greet_delay: float = 0.0,
+                 data_timeout: float = 1800.0, session_timeout: float = 3600.0,
                  **kwargs: Any) -> None:
         self._limits = limits
         self._sessions = sessions
@@ -138,6 +140,9 @@ class IngestSMTP(SMTP):
         self._max_errors = max_errors
         self.errors = 0
         self._eof_in_data = False
+        self._data_timeout = data_timeout
+        self._session_timeout = session_timeout
+        self._timers: dict[str, asyncio.TimerHandle] = {}
         # Real mail has lines longer than 1,000 octets (HTML from some clients,
         # long base64 lines); refusing them bounces legitimate mail. The reader
         # limit must exceed the message limit so that the size check, with its
@@ -182,8 +187,38 @@ class IngestSMTP(SMTP):
             return
         self._started = True
         super().connection_made(transport)
+        self._start_timer("session", self._session_timeout)
+
+    def _start_timer(self, which: str, seconds: float) -> None:
+        self._stop_timer(which)
+        self._timers[which] = asyncio.get_running_loop().call_later(
+            seconds, self._timed_out, which)
+
+    def _stop_timer(self, which: str) -> None:
+        handle = self._timers.pop(which, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _timed_out(self, which: str) -> None:
+        """End the session with 421 4.4.2 (RFC 5321 3.8), whatever it was doing."""
+        self._timers.pop(which, None)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        _emit(log.info, "smtp.timeout", peer=self._admitted_ip, which=which,
+              in_data=self.in_data)
+        transport.write(REPLY_TIMEOUT % which.capitalize().encode())  # type: ignore[attr-defined]
+        transport.close()
+
+    def _timeout_cb(self) -> None:
+        # aiosmtpd's idle timer: between commands, and (reset in data_received)
+        # between chunks of DATA; it closed without a word, this says 421.
+        self._timed_out("idle")
 
     def data_received(self, data: bytes) -> None:
+        if self.in_data:
+            # Idle time inside DATA is time between chunks, not the transfer.
+            self._reset_timeout()
         if not self._started:
             # Spoke before the greeting: refused, and nothing it said is read.
             _emit(log.info, "smtp.pregreet", peer=self._admitted_ip)
@@ -220,6 +255,8 @@ class IngestSMTP(SMTP):
         self._admitted_ip = None
         self._sessions.left(self)
         self._cancel_greeting()
+        for which in list(self._timers):
+            self._stop_timer(which)
         if self._started:
             super().connection_lost(error)
 
@@ -239,9 +276,11 @@ class IngestSMTP(SMTP):
     async def smtp_DATA(self, arg: str) -> None:
         self._reader._limit = self._data_line_limit  # type: ignore[attr-defined]
         self.in_data = True
+        self._start_timer("data", self._data_timeout)
         try:
             await super().smtp_DATA(arg)
         finally:
+            self._stop_timer("data")
             self.in_data = False
             self._reader._limit = _COMMAND_BUFFER  # type: ignore[attr-defined]
             self._sessions.changed.set()
@@ -444,7 +483,9 @@ async def start_smtp_server(
             ident=f"ingestd {__version__}",
             enable_SMTPUTF8=True,
             decode_data=False,
-            timeout=settings.timeout_seconds,
+            timeout=settings.idle_timeout_seconds,
+            data_timeout=settings.data_timeout_seconds,
+            session_timeout=settings.session_timeout_seconds,
             loop=loop,
         )
 
