@@ -102,6 +102,9 @@ class SmtpSettings(Settings):
     max_connections_per_ip: int = Field(default=50, ge=1, le=100_000)
     # Messages that may share one intake commit; 1 turns group commit off.
     commit_batch_max: int = Field(default=200, ge=1, le=10_000)
+    # Message bytes all sessions may hold in memory at once (being received or
+    # waiting for their commit); a DATA that would exceed it gets 452 4.3.1.
+    max_inflight_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     # Messages waiting for their commit; beyond this a sender gets 451 at once
     # instead of joining a queue the database cannot drain (memory stays bounded).
     max_queued_messages: int = Field(default=1000, ge=1, le=1_000_000)

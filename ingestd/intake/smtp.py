@@ -22,12 +22,13 @@ import time
 from typing import Any, AnyStr
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from ingestd import __version__
 from ingestd.config.settings import SmtpSettings
 from ingestd.errors import IngestdError, ListenFailed
 from ingestd.intake.commit import GroupCommitter
+from ingestd.intake.data_reader import DataRead, InflightBudget, read_data
 from ingestd.intake.files import looks_like_mail
 from ingestd.intake.recipients import MailboxAddresses
 from ingestd.intake.source import Source
@@ -53,6 +54,8 @@ REPLY_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 REPLY_SHUTTING_DOWN = b"421 4.3.2 Service shutting down, please try again later\r\n"
 REPLY_PREGREET = b"421 4.7.0 Talked before the greeting, closing connection\r\n"
 REPLY_TIMEOUT = b"421 4.4.2 %s timeout, closing connection\r\n"
+REPLY_OVER_BUDGET = (
+    "452 4.3.1 Insufficient system storage for the message now, please try again later")
 REPLY_TOO_MANY_ERRORS = "421 4.7.0 Too many errors in this session, closing connection"
 REPLY_NO_HEADER = "550 5.6.0 Message has no header section (RFC 5322 2.1)"
 REPLY_NUL_SENDER = "501 5.1.7 NUL is not allowed in an address"
@@ -126,7 +129,7 @@ class IngestSMTP(SMTP):
     def __init__(self, handler: Any, *, max_message_size: int, limits: ConnectionLimits,
                  sessions: Sessions, max_errors: int = 20, greet_delay: float = 0.0,
                  data_timeout: float = 1800.0, session_timeout: float = 3600.0,
-                 **kwargs: Any) -> None:
+                 budget: InflightBudget | None = None, **kwargs: Any) -> None:
         self._limits = limits
         self._sessions = sessions
         self.in_data = False
@@ -143,15 +146,8 @@ class IngestSMTP(SMTP):
         self._data_timeout = data_timeout
         self._session_timeout = session_timeout
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        # Real mail has lines longer than 1,000 octets (HTML from some clients,
-        # long base64 lines); refusing them bounces legitimate mail. The reader
-        # limit must exceed the message limit so that the size check, with its
-        # 552 5.3.4, is the one that fires.
-        self.line_length_limit = max_message_size + 1024
+        self._budget = budget or InflightBudget(256 * 1024 * 1024)
         super().__init__(handler, data_size_limit=max_message_size, **kwargs)
-        # ...but only while reading DATA: a command line needs no more than this,
-        # and the reader buffers up to its limit per connection before refusing.
-        self._data_line_limit = self.line_length_limit
 
     def _cb_client_connected(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
@@ -273,16 +269,41 @@ class IngestSMTP(SMTP):
             return
         await super().smtp_RCPT(arg)
 
-    async def smtp_DATA(self, arg: str) -> None:
-        self._reader._limit = self._data_line_limit  # type: ignore[attr-defined]
+    async def smtp_DATA(self, arg: str | None) -> None:
+        """aiosmtpd's DATA, with the content read by ``read_data`` (chunks, budget)."""
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
         self.in_data = True
         self._start_timer("data", self._data_timeout)
+        read: DataRead | None = None
         try:
-            await super().smtp_DATA(arg)
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            # Lines of any length are accepted: only max_message_size bounds
+            # DATA (real mail has long HTML and base64 lines).
+            read = await read_data(self._reader, max_size=self.data_size_limit or 0,
+                                   budget=self._budget)
+            if read.problem is not None:
+                self._set_post_data_state()  # type: ignore[no-untyped-call]
+                await self.push(REPLY_TOO_BIG if read.problem == "too_big"
+                                else REPLY_OVER_BUDGET)
+                return
+            self.envelope.content = self.envelope.original_content = read.content
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push("250 OK" if status is MISSING else status)
         finally:
+            if read is not None:
+                # The message is committed (or refused) and its bytes let go.
+                self._budget.release(read.reserved)
             self._stop_timer("data")
             self.in_data = False
-            self._reader._limit = _COMMAND_BUFFER  # type: ignore[attr-defined]
             self._sessions.changed.set()
             if self._eof_in_data and self.transport is not None:
                 # The client half-closed: its reply is out (or it left mid-DATA).
@@ -469,6 +490,7 @@ async def start_smtp_server(
     """Listen on ``settings.host:settings.port`` in the running loop."""
     handler = IntakeHandler(settings, addresses, committer)
     limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_ip)
+    budget = InflightBudget(settings.max_inflight_bytes)
     loop = asyncio.get_running_loop()
 
     def factory() -> IngestSMTP:
@@ -486,6 +508,7 @@ async def start_smtp_server(
             timeout=settings.idle_timeout_seconds,
             data_timeout=settings.data_timeout_seconds,
             session_timeout=settings.session_timeout_seconds,
+            budget=budget,
             loop=loop,
         )
 
