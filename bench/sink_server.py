@@ -1,8 +1,10 @@
-"""The do-nothing SMTP server the throughput benchmark compares ingestd with.
+"""The do-nothing SMTP servers the benchmarks compare ingestd with.
 
-Run by bench/smtp_throughput.py as ``python bench/sink_server.py PORT`` in its
-own process. It imports only aiosmtpd, so its peak RSS is that of aiosmtpd and
-Python, not of everything the benchmark script loads.
+Run as ``python bench/sink_server.py PORT [aiosmtpd|reader]`` in its own
+process: ``aiosmtpd`` (the default) is stock aiosmtpd, importing nothing else,
+so its peak RSS is that of aiosmtpd and Python; ``reader`` is ingestd's SMTP
+class (its own DATA reader) with the same do-nothing handler, to show what the
+reader alone costs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class SinkHandler:
         return "250 OK"
 
 
-async def serve(port: int) -> None:
+async def serve(port: int, kind: str = "aiosmtpd") -> None:
     """Serve on ``HOST:port`` until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -36,6 +38,16 @@ async def serve(port: int) -> None:
         return SMTP(SinkHandler(), hostname="sink.localhost", decode_data=False,
                     enable_SMTPUTF8=True, data_size_limit=26_214_400, loop=loop)
 
+    if kind == "reader":
+        from ingestd.intake.smtp import ConnectionLimits, IngestSMTP, Sessions
+
+        limits, sessions = ConnectionLimits(10_000, 10_000), Sessions()
+
+        def factory() -> SMTP:
+            return IngestSMTP(SinkHandler(), max_message_size=26_214_400, limits=limits,
+                              sessions=sessions, hostname="sink.localhost",
+                              decode_data=False, enable_SMTPUTF8=True, loop=loop)
+
     server = await loop.create_server(factory, host=HOST, port=port)
     await stop.wait()
     server.close()
@@ -43,4 +55,4 @@ async def serve(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1])))
+    asyncio.run(serve(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "aiosmtpd"))

@@ -29,8 +29,10 @@ def run_daemon(settings: IngestdSettings, pipeline: Pipeline | None = None) -> i
     import asyncio
 
     from ingestd.logs import configure_logging
+    from ingestd.memory import return_large_buffers
 
     configure_logging(settings.logging)
+    return_large_buffers()
     try:
         asyncio.run(_serve(settings, pipeline))
     except SchemaOutdated as exc:

@@ -130,15 +130,12 @@ def direct_store(settings: DatabaseSettings) -> Iterator[DirectStore]:
 def _sqlite_connection(settings: DatabaseSettings) -> _Connection:
     import sqlite3
 
-    from ingestd.db.engine import sqlite_file
+    from ingestd.db.engine import prepare_sqlite_connection, sqlite_file
 
     path = sqlite_file(settings)
     # isolation_level=None: transactions are ours to begin (BEGIN IMMEDIATE).
     conn = sqlite3.connect(path, timeout=settings.busy_timeout_ms / 1000, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute(f"PRAGMA busy_timeout={int(settings.busy_timeout_ms)}")
-    conn.execute("PRAGMA foreign_keys=ON")
+    prepare_sqlite_connection(conn, settings.busy_timeout_ms)
     return conn
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,30 @@ def sqlite_file(settings: DatabaseSettings) -> Path:
     return path
 
 
+def prepare_sqlite_connection(connection: Any, busy_ms: int) -> None:
+    """WAL, synchronous=FULL, the busy timeout and foreign keys on a new sqlite3 connection.
+
+    Turning a new database file to WAL takes an exclusive lock and, unlike
+    ordinary statements, answers "database is locked" at once instead of
+    waiting while another connection (an instance starting at the same moment)
+    does the same; so it is retried for up to the busy timeout.
+    """
+    connection.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+    deadline = time.monotonic() + busy_ms / 1000
+    while True:
+        try:
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    if mode is None or str(mode[0]).lower() != "wal":
+        raise sqlite3.OperationalError(f"cannot use WAL journal mode (got {mode})")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA foreign_keys=ON")
+
+
 def _sqlite_engine(settings: DatabaseSettings) -> Engine:
     sqlite_file(settings)
     engine = sa.create_engine(
@@ -85,12 +111,7 @@ def _sqlite_engine(settings: DatabaseSettings) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from pysqlite so BEGIN IMMEDIATE is ours to send.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        prepare_sqlite_connection(dbapi_connection, busy_ms)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:

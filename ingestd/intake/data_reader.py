@@ -50,7 +50,7 @@ class InflightBudget:
 class DataRead:
     """A DATA section as read: its content (dot-stuffing undone) or why it was dropped."""
 
-    content: bytes
+    content: bytes  # a bytearray in fact, see _unstuff
     problem: Problem | None
     raw_size: int
     reserved: int  # bytes still reserved in the budget; the caller releases them
@@ -60,10 +60,13 @@ async def read_data(reader: asyncio.StreamReader, *, max_size: int,
                     budget: InflightBudget) -> DataRead:
     """Read up to and including the end-of-data line; bytes after it stay in ``reader``.
 
-    Raises ``ConnectionResetError`` when the connection ends before the end
-    line (nothing is kept; the budget is released).
+    The content is one ``bytearray`` grown in place (no list of chunks joined
+    at the end, no second copy while the first is alive): a message costs its
+    own size in memory, which is what the budget counts. Raises
+    ``ConnectionResetError`` when the connection ends before the end line
+    (nothing is kept; the budget is released).
     """
-    kept: list[bytes] = []
+    content = bytearray()
     reserved = 0
     size = 0
     problem: Problem | None = None
@@ -82,49 +85,53 @@ async def read_data(reader: asyncio.StreamReader, *, max_size: int,
                 after = end + len(END) - len(tail)
                 if after < len(chunk):
                     _unread(reader, chunk[after:])
-                size += max(cut, 0)
+                piece = chunk[:max(cut, 0)]
+                size += len(piece)
                 if problem is None:
-                    problem = _account(chunk[:max(cut, 0)], kept, size, max_size, budget)
-                reserved = sum(len(k) for k in kept)
+                    problem = _check(len(piece), size, max_size, budget)
                 if problem is not None:
                     budget.release(reserved)
-                    kept.clear()
                     return DataRead(b"", problem, size, 0)
-                content = b"".join(kept)
-                kept.clear()
+                reserved += len(piece)
+                content += piece
                 if cut < 0:
                     # Part of END was already kept with the previous chunk.
-                    content = content[:cut]
+                    del content[cut:]
                 return DataRead(_unstuff(content), None, size, reserved)
             size += len(chunk)
             if problem is None:
-                problem = _account(chunk, kept, size, max_size, budget)
-                if problem is not None:
-                    budget.release(sum(len(k) for k in kept))
-                    kept.clear()
+                problem = _check(len(chunk), size, max_size, budget)
+                if problem is None:
+                    reserved += len(chunk)
+                    content += chunk
+                else:
+                    budget.release(reserved)
+                    reserved = 0
+                    del content[:]
             tail = window[-(len(END) - 1):]
     except BaseException:
-        budget.release(sum(len(k) for k in kept))
+        budget.release(reserved)
         raise
 
 
-def _account(piece: bytes, kept: list[bytes], size: int, max_size: int,
-             budget: InflightBudget) -> Problem | None:
-    """Keep ``piece`` if the size limit and the budget allow; else say which refused."""
+def _check(piece: int, size: int, max_size: int, budget: InflightBudget) -> Problem | None:
+    """Whether ``piece`` more bytes may be kept: the size limit, then the budget."""
     if size > max_size:
         return "too_big"
-    if piece:
-        if not budget.reserve(len(piece)):
-            return "over_budget"
-        kept.append(piece)
+    if piece and not budget.reserve(piece):
+        return "over_budget"
     return None
 
 
-def _unstuff(content: bytes) -> bytes:
+def _unstuff(content: bytearray) -> bytes:
     """RFC 5321 4.5.2: the first dot of every line that starts with one is removed."""
     if b"\r\n." in content:
         content = content.replace(b"\r\n.", b"\r\n")
-    return content[1:] if content.startswith(b".") else content
+    if content.startswith(b"."):
+        del content[:1]
+    # A bytearray is bytes-like everywhere the message goes (hash, parse, insert);
+    # handing it on as it is avoids copying a message of many megabytes again.
+    return content  # type: ignore[return-value]
 
 
 def _unread(reader: asyncio.StreamReader, data: bytes) -> None:
