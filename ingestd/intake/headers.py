@@ -66,8 +66,12 @@ _FIELD_AT_START = re.compile(rb"(?P<name>subject|message-id):", re.IGNORECASE)
 _LEADING_SPACE = re.compile(rb"(?:[ \t]|\r?\n[ \t])*")
 # A line break not followed by folding whitespace ends a field.
 _FIELD_END = re.compile(rb"\n(?![ \t])")
-# An RFC 2047 encoded word, as email.header reads one.
-_ENCODED_WORD = re.compile(rb"=\?[^?]*\?[qQbB]\?.*?\?=", re.DOTALL)
+# What a cut leaves of an encoded word at the end: "=?", "=?charset",
+# "=?charset?b?payl", "=?charset?b?payload?", or the "=" of its "=?" (not
+# the "=" of a complete word's "?="). An encoded word holds no whitespace,
+# and a charset no "=" (else "==?=", a B word's end, would look like a start).
+_PARTIAL_WORD = re.compile(
+    rb"(?:=\?[^?\s=]*(?:\?[^?\s]?(?:\?[^?\s]*\??)?)?|(?<!\?)=)\Z")
 
 
 def summary_headers(raw: bytes) -> tuple[str | None, str | None]:
@@ -137,10 +141,8 @@ def _clean_cut(value: bytes) -> bytes:
     ``=?charset?b?...`` text.
     """
     value = _complete_utf8(value)
-    word = value.rfind(b"=?")
-    if word >= 0 and _ENCODED_WORD.match(value, word) is None:
-        value = value[:word]
-    return value[:-1] if value.endswith(b"=") else value  # the "=" of a "=?"
+    partial = _PARTIAL_WORD.search(value)
+    return value if partial is None else value[:partial.start()]
 
 
 def _complete_utf8(value: bytes) -> bytes:
