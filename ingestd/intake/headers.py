@@ -67,11 +67,9 @@ _LEADING_SPACE = re.compile(rb"(?:[ \t]|\r?\n[ \t])*")
 # A line break not followed by folding whitespace ends a field.
 _FIELD_END = re.compile(rb"\n(?![ \t])")
 # What a cut leaves of an encoded word at the end: "=?", "=?charset",
-# "=?charset?b?payl", "=?charset?b?payload?", or the "=" of its "=?" (not
-# the "=" of a complete word's "?="). An encoded word holds no whitespace,
-# and a charset no "=" (else "==?=", a B word's end, would look like a start).
-_PARTIAL_WORD = re.compile(
-    rb"(?:=\?[^?\s=]*(?:\?[^?\s]?(?:\?[^?\s]*\??)?)?|(?<!\?)=)\Z")
+# "=?charset?b?payl" or "=?charset?b?payload?". A charset holds no "="
+# (else "==?=", a B word's end, would look like such a start).
+_PARTIAL_WORD = re.compile(rb"=\?[^?\s=]*(?:\?[^?\s]?(?:\?[^?\s]*\??)?)?\Z")
 
 
 def summary_headers(raw: bytes) -> tuple[str | None, str | None]:
@@ -141,8 +139,14 @@ def _clean_cut(value: bytes) -> bytes:
     ``=?charset?b?...`` text.
     """
     value = _complete_utf8(value)
-    partial = _PARTIAL_WORD.search(value)
-    return value if partial is None else value[:partial.start()]
+    # An encoded word holds no whitespace: a broken one lies after the last.
+    token = max(value.rfind(b" "), value.rfind(b"\t"), value.rfind(b"\n")) + 1
+    partial = _PARTIAL_WORD.search(value, token)
+    if partial is not None:
+        return value[:partial.start()]
+    if value.endswith(b"=") and not value.endswith(b"?="):
+        return value[:-1]  # the "=" of a "=?", not the end of a complete word
+    return value
 
 
 def _complete_utf8(value: bytes) -> bytes:
