@@ -39,9 +39,18 @@ class NewMessage:
     envelope_to: Sequence[str] = ()
     also_mailboxes: Sequence[str] = ()
     peer: str | None = None
+    # Read once, where the message is made (an SMTP session, a file reader),
+    # so that the one commit thread every sender waits on does no header work.
+    subject: str | None = field(init=False, repr=False, compare=False)
+    message_id: str | None = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        subject, message_id = summary_headers(self.raw)
+        # Frozen: the dataclass's own __setattr__ refuses, even here.
+        object.__setattr__(self, "subject", subject)
+        object.__setattr__(self, "message_id", message_id)
 
     def row(self) -> dict[str, Any]:
-        subject, message_id = summary_headers(self.raw)
         return {
             "source": self.source,
             "source_key": self.source_key,
@@ -50,8 +59,8 @@ class NewMessage:
             "envelope_from": envelope_text(self.envelope_from),
             "envelope_to": [envelope_text(a) for a in self.envelope_to],
             "peer": self.peer,
-            "message_id": message_id,
-            "subject": subject,
+            "message_id": self.message_id,
+            "subject": self.subject,
             "size": len(self.raw),
             "received_at": datetime.now(UTC),
             "raw": self.raw,
