@@ -11,10 +11,10 @@ Text body
     Expected: the parts stalwart lists in ``text_body``, in order. ``Text``
     parts are taken as they are; ``Html`` parts (stalwart puts an HTML part
     in ``text_body`` when it has no plain alternative) are turned into text
-    with inscriptis, as ``_build`` does; image/audio/video parts (stalwart
+    with inscriptis, as ``parse_message`` does; image/audio/video parts (stalwart
     lists inline media in the body too) are skipped, because no parser puts
     pixels into a text column. Empty parts are dropped, as mail-parser does,
-    and the rest joined with "\\n", as ``_build`` joins ``text_plain``.
+    and the rest joined with "\\n", as ``parse_message`` joins the text parts.
     NUL is removed from the expected text (``clean_text`` never lets it
     through).
 
@@ -50,12 +50,10 @@ Attachments
     a message/rfc822 part as ONE attachment of the outer message whatever its
     disposition, and the inner message's own text and attachments belong to
     the inner message only (its ``Message`` body holds its own ``text_body``
-    and ``attachments``), so they never appear in the outer lists. We count a
-    message/rfc822 part as one attachment only when ``_is_attachment`` holds
-    (Content-Disposition: attachment or a filename); otherwise ``_check_shape``
-    walks into it, so the inner message's attachments become attachments of
-    the outer message and, because mail-parser walks the whole tree, its
-    text/plain parts join the outer text. The reasons name this case.
+    and ``attachments``), so they never appear in the outer lists. Ours does
+    the same since the shape check (``parse/limits.py``) stops its leaves at
+    an enclosed message; where an older expectation still differs, the
+    reasons name the case.
 
 Reasons
     Every disagreement carries a short reason: the expected part kinds and
