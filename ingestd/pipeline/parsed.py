@@ -33,3 +33,5 @@ class ParsedMessage:
     html: str | None  # sanitised
     attachments: tuple[ParsedAttachment, ...] = ()
     defects: tuple[str, ...] = field(default=())
+    # Several From headers: shown, but never matched to an agent or a user.
+    sender_doubtful: bool = False

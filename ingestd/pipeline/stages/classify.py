@@ -18,6 +18,12 @@ from ingestd.pipeline.context import MessageContext, Outcome, Sender
 
 def classify_sender(ctx: MessageContext) -> Outcome | None:
     address = ctx.message.from_address
+    if ctx.message.sender_doubtful:
+        # Several From headers are a way to borrow someone's identity: the
+        # message is kept, but it speaks for no agent and no user.
+        ctx.sender = Sender("unknown", address)
+        ctx.notes.append("sender unknown: several From headers")
+        return None
     ctx.sender = _lookup(ctx, address) if address else None
     if ctx.sender is None:
         ctx.sender = _unknown(ctx, address)

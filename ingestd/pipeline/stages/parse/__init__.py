@@ -50,6 +50,7 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
         subject=fields.subject,
         from_address=fields.from_address,
         from_name=fields.from_name,
+        sender_doubtful=fields.sender_doubtful,
         to=fields.to,
         cc=fields.cc,
         date=fields.date,

@@ -23,10 +23,9 @@ import mailparser
 
 from ingestd.errors import LimitExceeded
 from ingestd.mailtext import clean_text, decode_words, header_text
+from ingestd.pipeline.stages.parse.sender import read_sender
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
-# RFC 5321 caps a path at 256 octets; nothing longer names a real sender.
-_MAX_ADDRESS = 254
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,7 @@ class HeaderFields:
     subject: str
     from_address: str | None
     from_name: str | None
+    sender_doubtful: bool
     to: tuple[str, ...]
     cc: tuple[str, ...]
     date: datetime | None
@@ -55,17 +55,14 @@ def header_fields(tree: Message) -> HeaderFields:
     from_pairs = list(parsed.from_ or [])
     if len(from_pairs) > 1:
         defects.append("several From addresses; the first is used")
-    name, address = from_pairs[0] if from_pairs else ("", "")
-    address = clean_text(address).strip().lower() or None
-    if address is not None and "@" not in address:
-        defects.append(f"From address without @: {address[:100]}")
-    if address is not None and len(address) > _MAX_ADDRESS:
-        defects.append(f"From address of {len(address)} characters ignored")
-        address = None
+    sender = read_sender([str(v) for v in tree.get_all("From") or ()],
+                         from_pairs[0] if from_pairs else None)
+    defects.extend(sender.defects)
     return HeaderFields(
         subject=_subject(tree),
-        from_address=address,
-        from_name=clean_text(name).strip() or None,
+        from_address=sender.address,
+        from_name=sender.name,
+        sender_doubtful=sender.doubtful,
         to=tuple(clean_text(a).lower() for _, a in parsed.to or () if a),
         cc=tuple(clean_text(a).lower() for _, a in parsed.cc or () if a),
         date=_date(tree.get("Date")),

@@ -1,0 +1,140 @@
+"""The sender: the best address the From header holds, even when it is malformed.
+
+mail-parser discards a whole From header on small faults that real mailers
+make: an address only in quotes, a trailing dot in the domain, ``Name
+addr@host`` without angle brackets, a comment where the address belongs, an
+encoded display name with a ``:`` or ``,`` in it. An agent seeing "no
+sender" loses time, and a wrong sender makes the wrong user, so the address
+is recovered from the header itself (and a defect says how).
+
+Several From headers are a known way to impersonate: the first that yields
+an address is shown, but the sender is marked doubtful, and classification
+then never matches it to an agent or a user.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email.utils import getaddresses
+
+from ingestd.mailtext import clean_text, decode_words
+
+# RFC 5321 caps a path at 256 octets; nothing longer names a real sender.
+_MAX_ADDRESS = 254
+# An address as it appears in free text: no space, bracket, quote or separator.
+_LOOSE_ADDRESS = re.compile(r"""[^\s<>"'(),;:\[\]]+@[^\s<>"'(),;:\[\]@]+""")
+_COMMENT = re.compile(r"\([^()]*\)")
+_BRACKETED = re.compile(r"<([^<>]*@[^<>]*)>")
+_BRACKETED_WORD = re.compile(r"<\s*([A-Za-z0-9][A-Za-z0-9._+-]*)\s*>")
+_SPACE = re.compile(r"\s")
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
+@dataclass
+class SenderFields:
+    name: str | None = None
+    address: str | None = None
+    doubtful: bool = False
+    defects: list[str] = field(default_factory=list)
+
+
+def read_sender(values: list[str], parsed: tuple[str, str] | None) -> SenderFields:
+    """The sender from the From ``values`` (raw, 8-bit already text) and mail-parser's pair."""
+    sender = SenderFields()
+    if len(values) > 1:
+        sender.doubtful = True
+        sender.defects.append(f"{len(values)} From headers; the sender is not trusted")
+    if parsed is not None and _sound(parsed[1], values[:1]):
+        sender.name = clean_text(parsed[0]).strip() or None
+        sender.address = _normalised(parsed[1])
+        return _bounded(sender)
+    for value in values:
+        name, address, how = recover(value)
+        if address:
+            sender.name, sender.address = name, address
+            sender.defects.append(f"From header malformed; {how}: {address[:100]}")
+            return _bounded(sender)
+    if values and parsed is not None and parsed[1]:
+        # Nothing better: keep what mail-parser made of it, as before.
+        sender.name = clean_text(parsed[0]).strip() or None
+        sender.address = _normalised(parsed[1])
+    return _bounded(sender)
+
+
+def recover(value: str) -> tuple[str | None, str | None, str]:
+    """(display name, address, how) from one From value, as well as it can be read."""
+    # Parsed before decoding, so that ":" or "," inside an encoded word
+    # cannot split the display name (RFC 2047 words are decoded afterwards).
+    for name, address in getaddresses([value]):
+        address = _normalised(address)
+        if "@" in address and address in _plain(value) and not _SPACE.search(address):
+            return _name(name, address), address, "address parsed"
+    bracketed = _BRACKETED.search(value)
+    if bracketed is not None and _SPACE.search(bracketed.group(1).rpartition("@")[0]):
+        # <john smith@example.com>: the mailbox the sender meant, quoted as
+        # RFC 5322 3.4.1 writes a local part with spaces.
+        local, _, domain = bracketed.group(1).strip().rpartition("@")
+        local = " ".join(clean_text(local).split()).lower()
+        address = f'"{local}"@{clean_text(domain).strip().rstrip(".").lower()}'
+        rest = value.replace(bracketed.group(0), " ")
+        return _name(rest, address), address, "spaces in the local part quoted"
+    found = _LOOSE_ADDRESS.search(_unquoted(value))
+    if found is not None:
+        address = _normalised(found.group(0))
+        rest = _unquoted(value).replace(found.group(0), " ")
+        return _name(rest, address), address, "address found in free text"
+    bracketed_word = _BRACKETED_WORD.search(value)
+    if bracketed_word is not None:
+        # "Mail Delivery Subsystem <MAILER-DAEMON>": a mailbox with no domain.
+        word_address = bracketed_word.group(1).lower()
+        rest = value.replace(bracketed_word.group(0), " ")
+        return _name(rest, word_address), word_address, "address without a domain"
+    bare = _COMMENT.sub(" ", value).strip().strip("<>").strip()
+    word = _WORD.fullmatch(bare)
+    if word is not None:
+        # "MAILER-DAEMON (Mail Delivery System)": a name with no domain.
+        comment = _COMMENT.search(value)
+        label = comment.group(0)[1:-1] if comment else ""
+        return _name(label, bare.lower()), bare.lower(), "address without a domain"
+    return None, None, "no address"
+
+
+def _sound(address: str, values: list[str]) -> bool:
+    """mail-parser's address is one the header really holds (not glued from its words)."""
+    address = _normalised(address)
+    return "@" in address and not address.endswith(".") and any(
+        address in _plain(v) for v in values)
+
+
+def _plain(value: str) -> str:
+    return decode_words(value).lower()
+
+
+def _unquoted(value: str) -> str:
+    return decode_words(value).replace('"', " ")
+
+
+def _normalised(address: str) -> str:
+    """Lower case, no brackets or stray quotes around it, no trailing dot on the domain."""
+    text = clean_text(address).strip().strip("<>\"' ").lower()
+    local, at, domain = text.rpartition("@")
+    if at:
+        # "a@example.com." names the same host as "a@example.com".
+        text = f"{local}@{domain.rstrip('.')}"
+    return text
+
+
+def _name(name: str, address: str) -> str | None:
+    text = clean_text(decode_words(name)).replace('"', " ").strip(" <>,;")
+    text = " ".join(text.split())
+    return text if text and text.lower() != address else None
+
+
+def _bounded(sender: SenderFields) -> SenderFields:
+    if sender.address is not None and "@" not in sender.address:
+        sender.defects.append(f"From address without @: {sender.address[:100]}")
+    if sender.address is not None and len(sender.address) > _MAX_ADDRESS:
+        sender.defects.append(f"From address of {len(sender.address)} characters ignored")
+        sender.address = None
+    return sender

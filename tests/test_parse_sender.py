@@ -1,0 +1,75 @@
+"""The sender recovered from malformed From headers; several From headers trust no one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ingestd.config.settings import ProcessingLimits
+from ingestd.pipeline.stages.parse import parse_message
+
+
+def _parsed(from_lines: bytes) -> Any:
+    raw = from_lines + b"\r\nTo: support@example.com\r\nSubject: s\r\n\r\nbody\r\n"
+    return parse_message(raw, ProcessingLimits())
+
+
+@pytest.mark.parametrize("header,address,name", [
+    (b'From: "someone@example.com"', "someone@example.com", None),
+    (b"From: Alice <a@example.com.>", "a@example.com", "Alice"),
+    (b"From: Alice Smith alice@example.com", "alice@example.com", "Alice Smith"),
+    (b'From: "Bob" bob@x.example', "bob@x.example", "Bob"),
+    (b"From: <john smith@example.com>", '"john smith"@example.com', None),
+    (b"From: MAILER-DAEMON (Mail Delivery System)", "mailer-daemon", "Mail Delivery System"),
+    (b"From: Mail Delivery Subsystem <MAILER-DAEMON>", "mailer-daemon",
+     "Mail Delivery Subsystem"),
+    (b"From: MAILER-DAEMON <>", "mailer-daemon", None),
+    (b"From: =?utf-8?q?Smith=2C_John=3A_Sales?= <john@example.com>", "john@example.com",
+     "Smith, John: Sales"),
+])
+def test_a_malformed_from_still_names_its_sender(header: bytes, address: str,
+                                                 name: str | None) -> None:
+    """Faults mail-parser gives up on still yield the address (and name) the header holds."""
+    parsed = _parsed(header)
+    assert (parsed.from_address, parsed.from_name) == (address, name)
+
+
+def test_the_null_sender_stays_no_sender() -> None:
+    """`From: <>` names nobody: no address is made up for it."""
+    assert _parsed(b"From: <>").from_address is None
+
+
+def test_a_recovered_sender_records_how() -> None:
+    """Recovery is never silent: a defect names what was wrong and what was read."""
+    defects = _parsed(b"From: Alice Smith alice@example.com").defects
+    assert "From header malformed; address found in free text: alice@example.com" in defects
+
+
+def test_a_well_formed_from_is_read_as_before() -> None:
+    """Ordinary headers take the ordinary path: no defect, same address and name."""
+    parsed = _parsed(b"From: Alice <Alice@Example.com>")
+    assert (parsed.from_address, parsed.from_name) == ("alice@example.com", "Alice")
+    assert not any("From" in d for d in parsed.defects)
+    assert parsed.sender_doubtful is False
+
+
+def test_several_from_headers_make_the_sender_doubtful() -> None:
+    """Two From headers: the first is shown, the sender is not trusted, a defect says why."""
+    parsed = _parsed(b"From: Nina <nina@example.com>\r\nFrom: Mallory <m@evil.example>")
+    assert parsed.from_address == "nina@example.com"
+    assert parsed.sender_doubtful is True
+    assert "2 From headers; the sender is not trusted" in parsed.defects
+
+
+def test_a_doubtful_sender_is_never_matched_to_an_agent(env: Any) -> None:
+    """An agent's address in the first of two From headers makes an 'unknown' action."""
+    raw = (b"From: Nina Peach <nina@example.com>\r\nFrom: Mallory <m@evil.example>\r\n"
+           b"To: support@example.com\r\nSubject: please reset my password\r\n"
+           b"Message-ID: <two-froms@evil.example>\r\n\r\nDo it now.\r\n")
+    row = env.deliver("two-froms", raw=raw)
+    assert row.status == "processed"
+    assert "several From headers" in row.reason
+    action = env.ticket(row.ticket_id)["actions"][0]
+    assert action["sender_kind"] == "unknown"
+    assert env.count("users") == 1  # only the directory's Alice: no user was made
