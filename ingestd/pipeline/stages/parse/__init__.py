@@ -13,6 +13,8 @@ replacement, NUL never survives.
 
 from __future__ import annotations
 
+import re
+
 from ingestd.config.settings import ProcessingLimits
 from ingestd.mailtext import clean_text
 from ingestd.pipeline.context import MessageContext, Outcome
@@ -24,7 +26,7 @@ from ingestd.pipeline.stages.parse.attachments import (
     safe_filename,
 )
 from ingestd.pipeline.stages.parse.fields import header_fields
-from ingestd.pipeline.stages.parse.html import render, sanitise_html
+from ingestd.pipeline.stages.parse.html import render, sanitise_html, strip_tags
 from ingestd.pipeline.stages.parse.limits import read_tree
 
 __all__ = ["clean_text", "parse", "parse_message", "safe_filename", "sanitise_html"]
@@ -38,14 +40,13 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
     text, html_parts = bodies(leaves)
     html = None
     if html_parts:
-        rendered = render("\n".join(html_parts), want_text=not text.strip())
-        html = rendered.html
-        if rendered.defect is not None:
-            defects.append(rendered.defect)
+        html, html_text = _render_each(html_parts, want_text=not text.strip(), defects=defects)
         if not text.strip():
-            text = rendered.text
+            text = html_text
     if not text.strip() and html is None:
         text = forwarded_text(leaves)
+    # One line ending in stored text, whatever the parts used (CRLF, CR CR LF, CR).
+    text = _LINE_ENDS.sub("\n", text)
     return ParsedMessage(
         subject=fields.subject,
         from_address=fields.from_address,
@@ -62,6 +63,36 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
         attachments=attachments(leaves),
         defects=tuple(defects),
     )
+
+
+_LINE_ENDS = re.compile(r"\r*\n|\r")
+
+
+def _render_each(parts: list[str], *, want_text: bool, defects: list[str]
+                 ) -> tuple[str | None, str]:
+    """(sanitised HTML, text) of several HTML parts, each rendered on its own.
+
+    Joined into one document, everything after the first part's ``</html>``
+    would be lost to the text (inscriptis stops there): mail whose body is
+    several HTML parts (forwarded, appended) would show only the first.
+    """
+    htmls, texts = [], []
+    for part in parts:
+        rendered = render(part, want_text=want_text)
+        if rendered.html:
+            htmls.append(rendered.html)
+        if rendered.defect is not None and rendered.defect not in defects:
+            defects.append(rendered.defect)
+        piece = rendered.text
+        if want_text and not piece.strip():
+            # Broken or very deep markup can lay out to nothing; its words are
+            # still there between the tags.
+            piece = strip_tags(part)
+            if piece.strip():
+                defects.append("HTML rendered to no text; tags stripped instead")
+        if piece.strip():
+            texts.append(piece.strip("\n"))
+    return ("\n".join(htmls) or None), "\n\n".join(texts)
 
 
 def parse(ctx: MessageContext) -> Outcome | None:

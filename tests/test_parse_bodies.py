@@ -1,0 +1,41 @@
+"""Bodies: every HTML part's text kept, no empty body while there were words, LF line ends."""
+
+from __future__ import annotations
+
+import base64
+
+from ingestd.config.settings import ProcessingLimits
+from ingestd.pipeline.stages.parse import parse_message
+
+
+def _multipart(*parts: tuple[str, str]) -> bytes:
+    body = "".join(f"--b\r\nContent-Type: {kind}; charset=utf-8\r\n\r\n{text}\r\n"
+                   for kind, text in parts)
+    return ("From: a@b.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n" + body + "--b--\r\n").encode()
+
+
+def test_every_html_part_reaches_the_text() -> None:
+    """Two whole HTML documents (a forward appended): the text holds both, not just the first."""
+    raw = _multipart(("text/html", "<html><body><p>First part</p></body></html>"),
+                     ("text/html", "<html><body><p>Second part</p></body></html>"))
+    parsed = parse_message(raw, ProcessingLimits())
+    assert "First part" in parsed.text and "Second part" in parsed.text
+    assert parsed.html is not None and "Second part" in parsed.html
+
+
+def test_html_that_lays_out_to_nothing_falls_back_to_its_words() -> None:
+    """Markup inscriptis renders as empty still gives its words, and a defect says so."""
+    raw = _multipart(("text/html", "<html><head><title>Invoice 42 attached</title></head>"
+                                   "</html>"))
+    parsed = parse_message(raw, ProcessingLimits())
+    assert "Invoice 42 attached" in parsed.text
+    assert "HTML rendered to no text; tags stripped instead" in parsed.defects
+
+
+def test_body_text_line_ends_are_lf() -> None:
+    """CRLF, CR CR LF and lone CR in a text part all become LF in the stored text."""
+    raw = (b"From: a@b.example\r\nSubject: s\r\nContent-Type: text/plain\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n")
+    raw += base64.b64encode(b"one\r\ntwo\r\r\nthree\rfour\n") + b"\r\n"
+    assert parse_message(raw, ProcessingLimits()).text.startswith("one\ntwo\nthree\nfour")
