@@ -73,3 +73,9 @@ def test_a_doubtful_sender_is_never_matched_to_an_agent(env: Any) -> None:
     action = env.ticket(row.ticket_id)["actions"][0]
     assert action["sender_kind"] == "unknown"
     assert env.count("users") == 1  # only the directory's Alice: no user was made
+
+
+def test_encoded_words_inside_a_quoted_name_are_decoded() -> None:
+    """`"=?iso-2022-jp?b?...?=" <taro@example.jp>` shows the name, not the encoded word."""
+    parsed = _parsed(b'From: "=?iso-2022-jp?b?GyRCOzNFRBsoQiAbJEJCQE86GyhC?=" <taro@example.jp>')
+    assert (parsed.from_name, parsed.from_address) == ("山田 太郎", "taro@example.jp")

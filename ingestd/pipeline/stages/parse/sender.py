@@ -46,7 +46,9 @@ def read_sender(values: list[str], parsed: tuple[str, str] | None) -> SenderFiel
         sender.doubtful = True
         sender.defects.append(f"{len(values)} From headers; the sender is not trusted")
     if parsed is not None and _sound(parsed[1], values[:1]):
-        sender.name = clean_text(parsed[0]).strip() or None
+        # Encoded words inside a quoted name ("=?ISO-2022-JP?B?...?=") are
+        # forbidden by RFC 2047 but common, and left encoded by the parsers.
+        sender.name = clean_text(decode_words(parsed[0])).strip() or None
         sender.address = _normalised(parsed[1])
         return _bounded(sender)
     for value in values:
