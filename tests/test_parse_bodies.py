@@ -39,3 +39,26 @@ def test_body_text_line_ends_are_lf() -> None:
            b"Content-Transfer-Encoding: base64\r\n\r\n")
     raw += base64.b64encode(b"one\r\ntwo\r\r\nthree\rfour\n") + b"\r\n"
     assert parse_message(raw, ProcessingLimits()).text.startswith("one\ntwo\nthree\nfour")
+
+
+def _attachment_names(*parts: str) -> list[str]:
+    body = "".join(f"--b\r\n{headers}\r\n\r\ncontent\r\n" for headers in parts)
+    raw = ("From: a@b.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+           "Content-Type: text/plain\r\n\r\nbody\r\n" + body + "--b--\r\n").encode()
+    return [a.filename for a in parse_message(raw, ProcessingLimits()).attachments]
+
+
+def test_unnamed_parts_are_named_from_what_they_are() -> None:
+    """No filename: the description, the enclosed subject or the type names the part."""
+    names = _attachment_names(
+        "Content-Type: image/gif\r\nContent-Disposition: inline",
+        "Content-Type: text/calendar; method=REQUEST\r\nContent-Disposition: attachment",
+        "Content-Type: application/pdf\r\nContent-Description: Scan of invoice 42",
+        "Content-Type: message/delivery-status",
+        "Content-Type: application/octet-stream",
+        "Content-Type: message/rfc822\r\n\r\nSubject: Quarterly report\r\nFrom: c@d.example",
+        "Content-Type: image/png; name=logo.png",
+    )
+    assert names == ["image.gif", "calendar.ics", "Scan of invoice 42.pdf",
+                     "delivery-status.txt", "attachment.bin", "Quarterly report.eml", "logo.png"]

@@ -11,6 +11,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import mimetypes
 import quopri
 import unicodedata
 from email.message import Message
@@ -102,7 +103,8 @@ def attachment(part: Message, index: int) -> ParsedAttachment | None:
         decoded = part.get_payload(decode=True)
         data = decoded if isinstance(decoded, bytes) else b""
     return ParsedAttachment(
-        filename=safe_filename(_filename(part), content_type),
+        filename=safe_filename(_filename(part) or _name_for(part, content_type, content),
+                               content_type),
         content_type=clean_text(content_type)[:255],
         content=data,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -131,6 +133,41 @@ def _filename(part: Message) -> str | None:
     # Encoded words are not allowed in parameters (RFC 2047 5), but Outlook
     # and others send them; decoding shows the name the sender saw.
     return decode_words(header_text(name)) if name else name
+
+
+# Built-in table only (no /etc/mime.types): the same names on every machine.
+_TYPES = mimetypes.MimeTypes(filenames=())
+_TEXT_STEMS = {"plain": "text", "html": "text", "calendar": "calendar"}
+# What mail carries that the built-in table lacks.
+_EXTENSIONS = {"text/calendar": ".ics", "application/ics": ".ics",
+               "application/ms-tnef": ".dat", "application/vnd.ms-tnef": ".dat"}
+
+
+def _name_for(part: Message, content_type: str, content: object) -> str | None:
+    """A name for a part that has none: its description, its subject, or its type.
+
+    An agent looking at five files all called attachment.bin cannot tell
+    the invoice from the logo (the unnamed part's own words come first).
+    """
+    maintype, _, subtype = content_type.partition("/")
+    extension = _EXTENSIONS.get(content_type) or _TYPES.guess_extension(content_type) or ""
+    description = part.get("Content-Description")
+    if description:
+        text = " ".join(clean_text(decode_words(header_text(description))).split())[:100]
+        if text:
+            return text if "." in text[-6:] else text + extension
+    if content_type == "message/rfc822" and isinstance(content, list) and content:
+        subject = content[0].get("Subject")
+        text = " ".join(clean_text(decode_words(header_text(subject))).split())[:100] \
+            if subject else ""
+        return f"{text or 'message'}.eml"
+    if maintype == "message":
+        return f"{subtype}.txt"  # delivery-status, disposition-notification: text
+    if maintype in ("image", "audio", "video"):
+        return f"{maintype}{extension or '.bin'}"
+    if maintype == "text":
+        return f"{_TEXT_STEMS.get(subtype, subtype)}{extension or '.txt'}"
+    return f"attachment{extension}" if extension else None
 
 
 def safe_filename(name: object, content_type: str = "application/octet-stream") -> str:
