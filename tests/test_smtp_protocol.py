@@ -13,7 +13,8 @@ from tests.test_drain import Session
 from tests.test_smtp_intake import SIMPLE
 
 
-def _daemon(start_daemon: Any, tmp_path: Path, **smtp: Any) -> Any:
+def daemon_with_smtp(start_daemon: Any, tmp_path: Path, **smtp: Any) -> Any:
+    """A daemon on SQLite with these ``smtp`` settings changed."""
     config = base_config(f"sqlite:///{tmp_path}/ingestd.db")
     config["smtp"].update(smtp)
     return start_daemon(write_config(tmp_path, config))
@@ -21,7 +22,7 @@ def _daemon(start_daemon: Any, tmp_path: Path, **smtp: Any) -> Any:
 
 def test_a_recipient_flood_is_cut_off_after_max_errors(start_daemon: Any, tmp_path: Path) -> None:
     """Refused recipients are answered up to smtp.max_errors, then 421 4.7.0 and close."""
-    daemon = _daemon(start_daemon, tmp_path, max_errors=5)
+    daemon = daemon_with_smtp(start_daemon, tmp_path, max_errors=5)
     session = Session(daemon.port)
     assert session.command(b"EHLO flood.example").startswith(b"250")
     assert session.command(b"MAIL FROM:<spam@flood.example>").startswith(b"250")
@@ -34,7 +35,7 @@ def test_a_recipient_flood_is_cut_off_after_max_errors(start_daemon: Any, tmp_pa
 
 def test_unknown_commands_count_as_errors_too(start_daemon: Any, tmp_path: Path) -> None:
     """Garbage commands end the session as well, and good sessions go on meanwhile."""
-    daemon = _daemon(start_daemon, tmp_path, max_errors=3)
+    daemon = daemon_with_smtp(start_daemon, tmp_path, max_errors=3)
     bad, good = Session(daemon.port), Session(daemon.port)
     assert bad.command(b"EHLO x").startswith(b"250")
     assert bad.command(b"DATA").startswith(b"503")  # out of sequence: 5xx
@@ -51,7 +52,7 @@ def test_a_client_that_talks_before_the_greeting_is_refused(
     start_daemon: Any, tmp_path: Path
 ) -> None:
     """With smtp.greet_delay_ms, an early talker gets 421 4.7.0; a patient one is greeted."""
-    daemon = _daemon(start_daemon, tmp_path, greet_delay_ms=400)
+    daemon = daemon_with_smtp(start_daemon, tmp_path, greet_delay_ms=400)
     with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as early:
         early.sendall(b"EHLO impatient.example\r\n")
         assert early.recv(200).startswith(b"421 4.7.0")

@@ -7,20 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from ingestd.config.settings import SmtpSettings
-from tests.conftest import base_config, write_config
 from tests.test_drain import Session
 from tests.test_smtp_intake import SIMPLE
-
-
-def _daemon(start_daemon: Any, tmp_path: Path, **smtp: Any) -> Any:
-    config = base_config(f"sqlite:///{tmp_path}/ingestd.db")
-    config["smtp"].update(smtp)
-    return start_daemon(write_config(tmp_path, config))
+from tests.test_smtp_protocol import daemon_with_smtp
 
 
 def test_an_idle_session_is_closed_with_421(start_daemon: Any, tmp_path: Path) -> None:
     """No command for idle_timeout_seconds: 421 4.4.2, then the connection closes."""
-    daemon = _daemon(start_daemon, tmp_path, idle_timeout_seconds=0.5)
+    daemon = daemon_with_smtp(start_daemon, tmp_path, idle_timeout_seconds=0.5)
     session = Session(daemon.port)
     assert session.command(b"EHLO quiet.example").startswith(b"250")
     started = time.monotonic()
@@ -32,7 +26,8 @@ def test_a_slow_but_steady_data_transfer_outlives_the_idle_timeout(
     start_daemon: Any, tmp_path: Path
 ) -> None:
     """Chunks more often than the idle timeout keep DATA alive past it: 250, not a cut."""
-    daemon = _daemon(start_daemon, tmp_path, idle_timeout_seconds=0.6, data_timeout_seconds=20)
+    daemon = daemon_with_smtp(start_daemon, tmp_path, idle_timeout_seconds=0.6,
+                              data_timeout_seconds=20)
     session = Session(daemon.port)
     session.start_data()
     chunks = [SIMPLE[i:i + 40] for i in range(0, len(SIMPLE), 40)]
@@ -50,7 +45,8 @@ def test_a_dribbling_data_transfer_is_cut_at_the_data_timeout(
     start_daemon: Any, tmp_path: Path
 ) -> None:
     """A sender that never finishes DATA hears 421 4.4.2 after data_timeout_seconds."""
-    daemon = _daemon(start_daemon, tmp_path, idle_timeout_seconds=5, data_timeout_seconds=1)
+    daemon = daemon_with_smtp(start_daemon, tmp_path, idle_timeout_seconds=5,
+                              data_timeout_seconds=1)
     session = Session(daemon.port)
     session.start_data()
     session.sock.sendall(SIMPLE[:30])
@@ -70,7 +66,8 @@ def test_a_dribbling_data_transfer_is_cut_at_the_data_timeout(
 
 def test_a_noop_loop_is_ended_by_the_session_timeout(start_daemon: Any, tmp_path: Path) -> None:
     """NOOP every few tenths of a second never idles, yet the session ends at its timeout."""
-    daemon = _daemon(start_daemon, tmp_path, idle_timeout_seconds=5, session_timeout_seconds=1.5)
+    daemon = daemon_with_smtp(start_daemon, tmp_path, idle_timeout_seconds=5,
+                              session_timeout_seconds=1.5)
     session = Session(daemon.port)
     started = time.monotonic()
     reply = b""
