@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -27,3 +29,14 @@ def ingestd_revision(package: Path | None) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if changed else "")
+
+
+def daemon_command(tree: Path | None, config: Path) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of ``ingestd run``, from this venv or from checkout ``tree``."""
+    env = dict(os.environ)
+    if tree is None:
+        return [sys.executable, "-m", "ingestd", "run", "--config", str(config)], env
+    env["PYTHONPATH"] = str(tree)
+    code = (f"import sys; sys.path.insert(0, {str(tree)!r}); "
+            "from ingestd.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    return [sys.executable, "-c", code, "run", "--config", str(config)], env

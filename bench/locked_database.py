@@ -45,7 +45,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from benchlib import ingestd_package, ingestd_revision
+from benchlib import daemon_command, ingestd_package, ingestd_revision
 
 try:
     import aiosmtplib
@@ -152,17 +152,6 @@ def write_config(directory: Path, port: int, busy_timeout_ms: int) -> Path:
     path = directory / "ingestd.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-def daemon_command(tree: Path | None, config: Path) -> tuple[list[str], dict[str, str]]:
-    """argv and environment of ``ingestd run``, from this venv or from checkout ``tree``."""
-    env = dict(os.environ)
-    if tree is None:
-        return [sys.executable, "-m", "ingestd", "run", "--config", str(config)], env
-    env["PYTHONPATH"] = str(tree)
-    code = (f"import sys; sys.path.insert(0, {str(tree)!r}); "
-            "from ingestd.cli.main import main; sys.exit(main(sys.argv[1:]))")
-    return [sys.executable, "-c", code, "run", "--config", str(config)], env
 
 
 @contextlib.contextmanager

@@ -39,7 +39,8 @@ async def serve(port: int, kind: str = "aiosmtpd") -> None:
                     enable_SMTPUTF8=True, data_size_limit=26_214_400, loop=loop)
 
     if kind == "reader":
-        from ingestd.intake.smtp import ConnectionLimits, IngestSMTP, Sessions
+        from ingestd.intake.connection_limits import ConnectionLimits
+        from ingestd.intake.smtp_session import IngestSMTP, Sessions
 
         limits, sessions = ConnectionLimits(10_000, 10_000), Sessions()
 

@@ -3,11 +3,10 @@
 nh3 (html5ever) walks the stack of open elements for many tags, so its time
 grows with elements times depth; lxml (under inscriptis) checks every attribute
 of a tag against the others; inscriptis lays out every table inside every
-table around it. ``measure`` estimates those numbers from the tags alone: a
-tokenizer that follows HTML's rules for where a tag, a quoted attribute value,
-a comment or a script ends (so markup cannot hide elements from it), made of
-anchored possessive patterns and searches that only move forward, and a model
-of HTML's tree building that it stops as soon as a limit is passed. So hostile
+table around it. ``measure`` estimates those numbers from the tags alone: the
+tokenizer of htmltags.py (where HTML ends a tag, a quoted value, a comment or a
+script, so markup cannot hide elements from it) feeds a model of HTML's tree
+building, stopped as soon as a limit is passed. So hostile
 input costs no more than ordinary mail of the same size. It is an estimate,
 not a parser: where it differs from HTML's tree building it errs on the deep
 side.
@@ -16,21 +15,9 @@ side.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-_SPACE = "\t\n\f\r "
-_TAG_START = re.compile(r"<(?:[!?]|/?[A-Za-z])")  # any other "<" is text
-_NAME = re.compile(f"[^{_SPACE}/>]*+")
-_BETWEEN = re.compile(f"[{_SPACE}/]*+")
-_ATTRIBUTE = re.compile(f"[^{_SPACE}/>][^{_SPACE}/>=]*+[{_SPACE}]*+")
-_EQUALS = re.compile(f"=[{_SPACE}]*+")
-_UNQUOTED = re.compile(f"[^{_SPACE}>]*+")
-_COMMENT_END = re.compile(r"--!?>")
-# Elements whose content is text, not markup, up to their own end tag.
-_RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed",
-                       "noframes", "noscript"})
-_RAW_END = {name: re.compile(f"</{name}(?=[{_SPACE}/>])", re.IGNORECASE) for name in _RAW_TEXT}
+from ingestd.pipeline.stages.parse.htmltags import RAW_TEXT, SPACE, tags
 
 # Elements that never have content, and those html5ever ignores when nested
 # (several HTML parts of one message are joined, each with its <html><body>).
@@ -85,7 +72,7 @@ _TABLE_PARTS = frozenset({"table", "tbody", "thead", "tfoot", "tr", "td", "th", 
                           "colgroup"})
 _TABLE_SCOPE = frozenset({"html", "table", "template"})
 # Elements an end tag of an inline element cannot close ("special" in HTML).
-_SPECIAL = _BLOCK | _BARRIERS | _RAW_TEXT | _SCOPE
+_SPECIAL = _BLOCK | _BARRIERS | RAW_TEXT | _SCOPE
 # Inside SVG and MathML every tag is an element of its own, nested as written
 # (no optional end tags, no raw text, "/>" closes), until one of these HTML
 # tags breaks out. These elements inside them hold HTML again.
@@ -97,7 +84,7 @@ _BREAKOUT = frozenset({
     "strike", "sub", "sup", "table", "tt", "u", "ul", "var",
 })
 # <font> breaks out only with one of these attributes.
-_FONT_BREAKOUT = re.compile(f"(?:^|[{_SPACE}/])(?:color|face|size)(?:[{_SPACE}/=]|$)", re.I)
+_FONT_BREAKOUT = re.compile(f"(?:^|[{SPACE}/])(?:color|face|size)(?:[{SPACE}/=]|$)", re.I)
 _INTEGRATION = frozenset({"foreignobject", "desc", "title", "mi", "mo", "mn", "ms", "mtext",
                           "annotation-xml"})
 # inscriptis spends on one table about what it spends on three other elements.
@@ -147,7 +134,7 @@ def measure(html: str, limits: HtmlLimits) -> HtmlShape:
     attributes = 0
     # Comments and end tags cost a little each too: budget every token.
     for tokens, (kind, name, count, rest, after_text) in enumerate(
-            _tags(html, limits.attributes, tree.raw_text_allowed), 1):
+            tags(html, limits.attributes, tree.raw_text_allowed), 1):
         if tokens > 3 * limits.elements:
             tree.elements = limits.elements + 1
             break
@@ -388,78 +375,3 @@ class _Tree:
             if element.name in _MARKERS:
                 del self.formatting[element.marker_at:]
                 break
-
-
-Tag = tuple[str, str, int, str, bool]  # start/end/comment, name, attributes, their text,
-#                                       whether text other than white space came before it
-_NOT_SPACE = re.compile(f"[^{_SPACE}]")
-
-
-def _tags(html: str, max_attributes: int, raw_text: Callable[[], bool]) -> Iterator[Tag]:
-    """The tags and comments of ``html`` in order, as HTML tokenizes them.
-
-    Every step starts where the last one ended, so the work is linear in the
-    length of the text, whatever it holds.
-    """
-    at = 0
-    while (found := _TAG_START.search(html, at)) is not None:
-        after_text = _NOT_SPACE.search(html, at, found.start()) is not None
-        at = found.start()
-        if html[at + 1] in "!?":
-            if html.startswith(("<!-->", "<!--->"), at):
-                end = html.find(">", at + 4) + 1  # an empty comment, closed at once
-            elif html.startswith("<!--", at):
-                shut = _COMMENT_END.search(html, at + 4)
-                end = 0 if shut is None else shut.end()
-            else:
-                end = html.find(">", at) + 1
-            if not end:
-                return  # an unclosed comment runs to the end
-            at = end
-            yield "comment", "", 0, "", after_text
-            continue
-        kind = "end" if html[at + 1] == "/" else "start"
-        start = at + 2 if kind == "end" else at + 1
-        name_end = _NAME.match(html, start).end()  # type: ignore[union-attr]
-        name = html[start:name_end].lower()
-        count, at = _attributes(html, name_end, max_attributes)
-        if count > max_attributes:
-            yield kind, name, count, "", after_text
-            return
-        if at == -1:
-            return  # a tag cut off by the end of the text is dropped, as HTML does
-        yield kind, name, count, html[name_end:at], after_text
-        if kind == "start" and name in _RAW_TEXT and raw_text():
-            shut = _RAW_END[name].search(html, at)
-            if shut is None:
-                return
-            at = shut.start()
-
-
-def _attributes(html: str, at: int, limit: int) -> tuple[int, int]:
-    """(attributes, index after the ">" ending the tag), or (attributes, -1) at the end.
-
-    Counting stops one past ``limit``.
-    """
-    count = 0
-    while count <= limit:
-        at = _BETWEEN.match(html, at).end()  # type: ignore[union-attr]
-        if at >= len(html):
-            return count, -1
-        if html[at] == ">":
-            return count, at + 1
-        at = _ATTRIBUTE.match(html, at).end()  # type: ignore[union-attr]
-        count += 1
-        equals = _EQUALS.match(html, at)
-        if equals is None:
-            continue
-        at = equals.end()
-        quote = html[at:at + 1]
-        if quote in ('"', "'"):
-            at = html.find(quote, at + 1)
-            if at == -1:
-                return count, -1
-            at += 1
-        else:
-            at = _UNQUOTED.match(html, at).end()  # type: ignore[union-attr]
-    return count, -1
