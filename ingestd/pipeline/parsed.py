@@ -12,6 +12,10 @@ class ParsedAttachment:
     content_type: str
     content: bytes
     sha256: str
+    # For <img src="cid:..."> in the HTML: the part's Content-ID without the
+    # angle brackets, and whether the sender meant it shown in the body.
+    content_id: str | None = None
+    inline: bool = False
 
     @property
     def size(self) -> int:
@@ -35,3 +39,7 @@ class ParsedMessage:
     defects: tuple[str, ...] = field(default=())
     # Several From headers: shown, but never matched to an agent or a user.
     sender_doubtful: bool = False
+    reply_to: tuple[str, ...] = ()
+    # The header the sender was read from: "From", or a fallback ("Sender",
+    # "Reply-To") when no From header held a usable address.
+    sender_header: str = "From"
