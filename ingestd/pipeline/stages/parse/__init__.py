@@ -45,6 +45,7 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
             text = html_text
     if not text.strip() and html is None:
         text = forwarded_text(leaves)
+    files = attachments(leaves, defects)
     # One line ending in stored text, whatever the parts used (CRLF, CR CR LF, CR).
     text = _LINE_ENDS.sub("\n", text)
     return ParsedMessage(
@@ -60,7 +61,7 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
         references=fields.references,
         text=text,
         html=html,
-        attachments=attachments(leaves),
+        attachments=files,
         defects=tuple(defects),
     )
 

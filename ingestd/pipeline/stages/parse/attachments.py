@@ -36,8 +36,9 @@ def bodies(leaves: list[Leaf]) -> tuple[str, list[str]]:
     return text, html_parts
 
 
-def attachments(leaves: list[Leaf]) -> tuple[ParsedAttachment, ...]:
-    return tuple(a for part, i in leaves if (a := attachment(part, i)) is not None)
+def attachments(leaves: list[Leaf], defects: list[str]) -> tuple[ParsedAttachment, ...]:
+    """The attachments among ``leaves``; what had to be repaired is added to ``defects``."""
+    return tuple(a for part, i in leaves if (a := attachment(part, i, defects)) is not None)
 
 
 def part_text(part: Message) -> str:
@@ -88,7 +89,7 @@ def forwarded_text(leaves: list[Leaf]) -> str:
     return ""
 
 
-def attachment(part: Message, index: int) -> ParsedAttachment | None:
+def attachment(part: Message, index: int, defects: list[str]) -> ParsedAttachment | None:
     """The part as an attachment, or None for a body part or an empty broken multipart."""
     content_type = part.get_content_type()
     content = payload(part)
