@@ -79,3 +79,39 @@ def test_encoded_words_inside_a_quoted_name_are_decoded() -> None:
     """`"=?iso-2022-jp?b?...?=" <taro@example.jp>` shows the name, not the encoded word."""
     parsed = _parsed(b'From: "=?iso-2022-jp?b?GyRCOzNFRBsoQiAbJEJCQE86GyhC?=" <taro@example.jp>')
     assert (parsed.from_name, parsed.from_address) == ("山田 太郎", "taro@example.jp")
+
+
+@pytest.mark.parametrize("headers,address,header", [
+    (b"Sender: Ops <ops@example.com>\r\nReply-To: r@example.com", "ops@example.com", "Sender"),
+    (b"From: MAILER-DAEMON\r\nReply-To: Desk <desk@example.com>", "desk@example.com",
+     "Reply-To"),
+    (b"From: <>\r\nSender: bounces@lists.example", "bounces@lists.example", "Sender"),
+])
+def test_no_usable_from_falls_back_to_sender_then_reply_to(
+        headers: bytes, address: str, header: str) -> None:
+    """No From with a domain: Sender, then Reply-To, and a defect says which was used."""
+    parsed = _parsed(headers)
+    assert (parsed.from_address, parsed.sender_header) == (address, header)
+    assert any(d.endswith(f"sender read from {header}") for d in parsed.defects)
+
+
+def test_a_usable_from_is_never_replaced_by_reply_to() -> None:
+    """Reply-To is where answers go, not who wrote it: a good From wins."""
+    parsed = _parsed(b"From: a@example.com\r\nReply-To: b@example.com")
+    assert (parsed.from_address, parsed.sender_header) == ("a@example.com", "From")
+    assert parsed.reply_to == ("b@example.com",)
+
+
+def test_without_any_sender_header_the_envelope_names_the_sender(env: Any) -> None:
+    """The SMTP envelope is the last resort; the reason says the sender came from it."""
+    raw = (b"To: support@example.com\r\nSubject: no from at all\r\n"
+           b"Message-ID: <no-from@example.net>\r\n\r\nWho am I?\r\n")
+    # `ingest` without --envelope-from knows no envelope; processing_env's SMTP
+    # client sends MAIL FROM:<relay@example.net>.
+    env_from = None if env.via == "ingest" else "relay@example.net"
+    row = env.deliver("no-from", raw=raw)
+    action = env.ticket(row.ticket_id)["actions"][0]
+    assert action["from"] == env_from
+    if env_from:
+        assert "sender from envelope (no usable From)" in row.reason
+        assert "no From header; sender read from the envelope" in row.defects

@@ -105,10 +105,12 @@ def test_tickets_json_contract_and_attachment_bytes(
                  "--config", str(config)) == []
     shown = _json(capsys, "tickets", "show", "1", "--json", "--config", str(config))
     action = shown["actions"][0]
-    assert set(action) == {"id", "kind", "sender_kind", "user_created", "from", "subject",
-                           "body_text", "message_id", "created_at", "attachments"}
+    assert set(action) == {"id", "kind", "sender_kind", "user_created", "from", "from_name",
+                           "to", "cc", "reply_to", "subject", "body_text", "message_id",
+                           "created_at", "attachments"}
     attachment = action["attachments"][0]
-    assert set(attachment) == {"id", "filename", "content_type", "size", "sha256"}
+    assert set(attachment) == {"id", "filename", "content_type", "size", "sha256",
+                               "content_id", "inline"}
     out = io.BytesIO()
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out))
     assert main(["attachments", "get", str(attachment["id"]), "--config", str(config)]) == 0

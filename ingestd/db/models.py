@@ -124,6 +124,7 @@ class Action(SQLModel, table=True):
     user_created: bool = False
     from_address: str | None = Field(default=None, max_length=320)
     from_name: str | None = Field(default=None, max_length=255)
+    # Address lists, each address once, joined with ", " (lower case, as parsed).
     to_address: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     subject: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     body_text: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
@@ -133,6 +134,9 @@ class Action(SQLModel, table=True):
     )
     inbound_message_id: int | None = Field(default=None, foreign_key="inbound_messages.id")
     created_at: datetime | None = _ts()
+    cc_address: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    reply_to_address: str | None = Field(
+        default=None, sa_column=sa.Column(sa.Text, nullable=True))
 
 
 class Attachment(SQLModel, table=True):
@@ -145,6 +149,10 @@ class Attachment(SQLModel, table=True):
     size: int
     sha256: str = Field(max_length=64)
     content: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    # The part's Content-ID without <>, so the helpdesk can resolve <img src="cid:...">.
+    content_id: str | None = Field(default=None, max_length=255)
+    inline: bool = Field(default=False, sa_column=sa.Column(
+        sa.Boolean, nullable=False, server_default=sa.false()))
 
 
 # inbound_messages is defined in Core (ingestd/db/inbound.py), so that intake

@@ -51,6 +51,12 @@ class Outcome:
     duplicate_of: int | None = None
 
 
+def normalised_envelope(value: str | None) -> str | None:
+    """MAIL FROM as stored (``<a@b>``, ``a@b`` or empty) → ``a@b`` lower case, or None."""
+    text = (value or "").strip().strip("<>").strip().lower()
+    return text or None
+
+
 @dataclass
 class MessageContext:
     inbound_id: int
@@ -60,6 +66,8 @@ class MessageContext:
     settings: IngestdSettings
     now: datetime
     skip_dedupe: bool = False
+    # MAIL FROM as a lower-case address; None when unknown or a null sender (<>).
+    envelope_from: str | None = None
     parsed: ParsedMessage | None = None
     tag: TicketTag | None = None
     # The existing ticket this message updates, once a stage found it.

@@ -20,6 +20,12 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _addresses(stored: str | None) -> list[str]:
+    # Stored joined with ", " (pipeline/stages/apply.py: address_list); an
+    # address never holds ", " outside a quoted local part, which mail lacks.
+    return stored.split(", ") if stored else []
+
+
 def _ticket_query() -> sa.Select[Any]:
     return (
         sa.select(
@@ -66,19 +72,23 @@ def show_ticket(conn: sa.Connection, ticket_id: int) -> dict[str, Any]:
     ).all()
     files = conn.execute(
         sa.select(ATTACHMENTS.c.id, ATTACHMENTS.c.action_id, ATTACHMENTS.c.filename,
-                  ATTACHMENTS.c.content_type, ATTACHMENTS.c.size, ATTACHMENTS.c.sha256)
+                  ATTACHMENTS.c.content_type, ATTACHMENTS.c.size, ATTACHMENTS.c.sha256,
+                  ATTACHMENTS.c.content_id, ATTACHMENTS.c.inline)
         .where(ATTACHMENTS.c.action_id.in_([a.id for a in actions]))
         .order_by(ATTACHMENTS.c.id)
     ).all()
     record["actions"] = [
         {
             "id": a.id, "kind": a.kind, "sender_kind": a.sender_kind,
-            "user_created": a.user_created, "from": a.from_address, "subject": a.subject,
+            "user_created": a.user_created, "from": a.from_address, "from_name": a.from_name,
+            "to": _addresses(a.to_address), "cc": _addresses(a.cc_address),
+            "reply_to": _addresses(a.reply_to_address), "subject": a.subject,
             "body_text": a.body_text, "message_id": a.message_id,
             "created_at": _iso(a.created_at),
             "attachments": [
                 {"id": f.id, "filename": f.filename, "content_type": f.content_type,
-                 "size": f.size, "sha256": f.sha256}
+                 "size": f.size, "sha256": f.sha256, "content_id": f.content_id,
+                 "inline": bool(f.inline)}
                 for f in files if f.action_id == a.id
             ],
         }

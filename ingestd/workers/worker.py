@@ -37,7 +37,7 @@ from ingestd.errors import (
     StorageUnavailable,
     first_line,
 )
-from ingestd.pipeline.context import MessageContext, Outcome
+from ingestd.pipeline.context import MessageContext, Outcome, normalised_envelope
 from ingestd.pipeline.runner import Pipeline, run_stages
 from ingestd.queue import Claim, Settlement
 
@@ -144,7 +144,7 @@ class Worker:
         return MessageContext(
             inbound_id=claim.id, raw=claim.raw, source_key=claim.source_key,
             mailbox=mailbox, settings=self._settings, now=self._clock(),
-            skip_dedupe=claim.skip_dedupe,
+            skip_dedupe=claim.skip_dedupe, envelope_from=normalised_envelope(claim.envelope_from),
         )
 
     def _quickly_retried(self, step: Callable[[T], Outcome | None], argument: T

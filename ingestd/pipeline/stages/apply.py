@@ -10,6 +10,11 @@ from ingestd.pipeline.summary import clean_summary
 
 # Built once; executed with a parameter dict per message.
 _NEW_TICKET = sa.insert(TICKETS).returning(TICKETS.c.id)
+def address_list(addresses: tuple[str, ...]) -> str | None:
+    """Addresses as stored in an action's address columns (``services.tickets`` splits them)."""
+    return ", ".join(dict.fromkeys(addresses)) or None
+
+
 _NEW_ACTION = sa.insert(ACTIONS).returning(ACTIONS.c.id)
 _NEW_ATTACHMENT = sa.insert(ATTACHMENTS)
 _TICKET_STATUS = sa.select(TICKETS.c.status).where(TICKETS.c.id == sa.bindparam("b_id"))
@@ -49,14 +54,16 @@ def _add_action(ctx: MessageContext, ticket_id: int) -> int:
         "ticket_id": ticket_id, "kind": "email", "sender_kind": sender.kind,
         "user_created": sender.user_created, "from_address": message.from_address,
         "from_name": (message.from_name or "")[:255] or None,
-        "to_address": ", ".join(message.to) or None, "subject": message.subject,
+        "to_address": address_list(message.to), "cc_address": address_list(message.cc),
+        "reply_to_address": address_list(message.reply_to), "subject": message.subject,
         "body_text": message.text, "body_html": message.html, "message_id": message.message_id,
         "inbound_message_id": ctx.inbound_id, "created_at": ctx.now,
     }).scalar_one()
     if message.attachments:
         ctx.db.execute(_NEW_ATTACHMENT, [
             {"action_id": action_id, "filename": a.filename, "content_type": a.content_type,
-             "size": a.size, "sha256": a.sha256, "content": a.content}
+             "size": a.size, "sha256": a.sha256, "content": a.content,
+             "content_id": a.content_id, "inline": a.inline}
             for a in message.attachments
         ])
     return int(action_id)

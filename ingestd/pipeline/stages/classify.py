@@ -24,6 +24,8 @@ def classify_sender(ctx: MessageContext) -> Outcome | None:
         ctx.sender = Sender("unknown", address)
         ctx.notes.append("sender unknown: several From headers")
         return None
+    if ctx.message.sender_header != "From":
+        ctx.notes.append(f"sender from {ctx.message.sender_header} (no usable From)")
     ctx.sender = _lookup(ctx, address) if address else None
     if ctx.sender is None:
         ctx.sender = _unknown(ctx, address)

@@ -14,6 +14,7 @@ replacement, NUL never survives.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from ingestd.config.settings import ProcessingLimits
 from ingestd.mailtext import clean_text
@@ -26,17 +27,20 @@ from ingestd.pipeline.stages.parse.attachments import (
     safe_filename,
 )
 from ingestd.pipeline.stages.parse.fields import header_fields
+from ingestd.pipeline.stages.parse.headerblock import repair_folds
 from ingestd.pipeline.stages.parse.html import render, sanitise_html, strip_tags
 from ingestd.pipeline.stages.parse.limits import read_tree
+from ingestd.pipeline.stages.parse.sender import usable
 
 __all__ = ["clean_text", "parse", "parse_message", "safe_filename", "sanitise_html"]
 
 
 def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
     """The parsed message, or ``LimitExceeded`` naming the limit it broke."""
+    raw, fold_defect = repair_folds(raw, limits.max_header_bytes)
     tree, leaves = read_tree(raw, limits)
     fields = header_fields(tree)
-    defects = list(fields.defects)
+    defects = [*fields.defects, *([fold_defect] if fold_defect else [])]
     text, html_parts = bodies(leaves)
     html = None
     if html_parts:
@@ -53,8 +57,10 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
         from_address=fields.from_address,
         from_name=fields.from_name,
         sender_doubtful=fields.sender_doubtful,
+        sender_header=fields.sender_header,
         to=fields.to,
         cc=fields.cc,
+        reply_to=fields.reply_to,
         date=fields.date,
         message_id=fields.message_id,
         in_reply_to=fields.in_reply_to,
@@ -98,5 +104,14 @@ def _render_each(parts: list[str], *, want_text: bool, defects: list[str]
 
 def parse(ctx: MessageContext) -> Outcome | None:
     """The stage: parse the raw bytes under the configured limits."""
-    ctx.parsed = parse_message(ctx.raw, ctx.settings.processing.limits)
+    parsed = parse_message(ctx.raw, ctx.settings.processing.limits)
+    if not usable(parsed.from_address) and usable(ctx.envelope_from):
+        # The last resort for who sent it: the SMTP envelope (MAIL FROM), which
+        # only the message's journey knows, not its bytes.
+        what = "no From header" if parsed.from_address is None and not parsed.from_name \
+            else "no usable From"
+        parsed = replace(
+            parsed, from_address=ctx.envelope_from, sender_header="envelope",
+            defects=(*parsed.defects, f"{what}; sender read from the envelope"))
+    ctx.parsed = parsed
     return None

@@ -23,8 +23,9 @@ import mailparser
 
 from ingestd.errors import LimitExceeded
 from ingestd.mailtext import clean_text, decode_words, header_text
-from ingestd.pipeline.stages.parse.sender import read_sender
+from ingestd.pipeline.stages.parse.sender import FALLBACK_HEADERS, read_fallback, read_sender
 
+_LINE_BREAK = re.compile(r"\r?\n(?=[ \t])")
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
 
 
@@ -34,8 +35,10 @@ class HeaderFields:
     from_address: str | None
     from_name: str | None
     sender_doubtful: bool
+    sender_header: str
     to: tuple[str, ...]
     cc: tuple[str, ...]
+    reply_to: tuple[str, ...]
     date: datetime | None
     message_id: str | None
     in_reply_to: tuple[str, ...]
@@ -55,16 +58,23 @@ def header_fields(tree: Message) -> HeaderFields:
     from_pairs = list(parsed.from_ or [])
     if len(from_pairs) > 1:
         defects.append("several From addresses; the first is used")
-    sender = read_sender([str(v) for v in tree.get_all("From") or ()],
-                         from_pairs[0] if from_pairs else None)
+    from_values = [str(v) for v in tree.get_all("From") or ()]
+    sender = read_sender(from_values, from_pairs[0] if from_pairs else None)
+    sender_header = read_fallback(sender, {
+        "From": from_values,
+        **{name: [str(v) for v in tree.get_all(name) or ()] for name in FALLBACK_HEADERS},
+    })
     defects.extend(sender.defects)
     return HeaderFields(
         subject=_subject(tree),
         from_address=sender.address,
         from_name=sender.name,
         sender_doubtful=sender.doubtful,
+        sender_header=sender_header,
         to=tuple(clean_text(a).lower() for _, a in parsed.to or () if a),
         cc=tuple(clean_text(a).lower() for _, a in parsed.cc or () if a),
+        reply_to=tuple(clean_text(a).lower().strip("<>") for _, a
+                       in _addresses(tree.get_all("Reply-To") or ()) if "@" in a),
         date=_date(tree.get("Date")),
         message_id=_first_id(next(iter(_raw_header(tree, "message-id")), None)),
         in_reply_to=_ids(_raw_header(tree, "in-reply-to")),
@@ -86,7 +96,8 @@ class _StdlibFields:
 def _subject(tree: Message) -> str:
     value = tree.get("Subject")
     text = "" if value is None else clean_text(decode_words(header_text(value)))
-    return text.replace("\r", " ").replace("\n", " ").strip()
+    # Unfolding removes the line break and keeps the white space after it (RFC 5322 2.2.3).
+    return _LINE_BREAK.sub("", text).replace("\r", " ").replace("\n", " ").strip()
 
 
 def _addresses(values: Any) -> list[tuple[str, str]]:

@@ -64,6 +64,36 @@ def read_sender(values: list[str], parsed: tuple[str, str] | None) -> SenderFiel
     return _bounded(sender)
 
 
+# Read, in this order, when no From header yields an address with a domain.
+FALLBACK_HEADERS = ("Sender", "Reply-To")
+
+
+def usable(address: str | None) -> bool:
+    """An address a reply can go to: one with a domain."""
+    return address is not None and "@" in address
+
+
+def read_fallback(sender: SenderFields, headers: dict[str, list[str]]) -> str:
+    """Replace an unusable From with the first of Sender or Reply-To that has an address.
+
+    Returns the header the sender now comes from ("From" when nothing better
+    was found). Bounces and some mailing-list software leave From empty or
+    domainless but still say who sent the message.
+    """
+    if usable(sender.address):
+        return "From"
+    for header in FALLBACK_HEADERS:
+        for value in headers.get(header, [])[:1]:
+            name, address, _ = recover(value)
+            if usable(address):
+                missing = "no From header" if not headers.get("From") else "no usable From"
+                sender.defects.append(f"{missing}; sender read from {header}")
+                sender.name, sender.address = name, address
+                _bounded(sender)
+                return header
+    return "From"
+
+
 def recover(value: str) -> tuple[str | None, str | None, str]:
     """(display name, address, how) from one From value, as well as it can be read."""
     # Parsed before decoding, so that ":" or "," inside an encoded word
