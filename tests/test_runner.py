@@ -11,6 +11,7 @@ from ingestd.pipeline.context import MessageContext, Outcome
 from ingestd.pipeline.order import PIPELINE
 from tests.conftest import FIXTURES, inbound_rows, write_config
 from tests.processing_env import import_directory, processing_config
+from tests.support.waiting import wait_for
 
 
 def ignore_everything(ctx: MessageContext) -> Outcome | None:
@@ -73,6 +74,9 @@ def test_the_busy_marker_is_never_read_half_written() -> None:
     reader = SharedBusy(word)
     seen = 0
     try:
+        # A spawned interpreter can take seconds to start on a loaded machine:
+        # the two seconds of reading count from its first write.
+        wait_for(lambda: reader.read()[0] or None, timeout=60, what="the worker's first write")
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             message_id, busy_for = reader.read()
