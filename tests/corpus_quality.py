@@ -168,7 +168,14 @@ def has_words(tree: Message) -> bool:
     does not know, so no byte is lost), has a non-white-space character; for
     HTML, outside tags, comments, scripts and style sheets, since markup alone
     (an empty table, an image) rightly renders to no text.
+
+    A message that is one fragment of another (top-level ``message/partial``,
+    RFC 2046 5.2.2) has no body of its own: the fragment is kept whole as an
+    attachment, and its text only means something once the fragments are
+    joined, which ingestd does not do.
     """
+    if tree.get_content_type() == "message/partial":
+        return False
     stack = [tree]
     while stack:
         part = stack.pop()
