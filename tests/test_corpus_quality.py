@@ -25,7 +25,7 @@ CEILINGS = {
     "fffd_filename": 8,
     "empty_body": 0,  # must stay 0 (issue 16)
     "bin_untyped": 0,
-    "bin_typed": 40,
+    "bin_typed": 1,  # one application/octet-stream part with no name (says nothing more)
 }
 
 

@@ -59,6 +59,19 @@ def test_unnamed_parts_are_named_from_what_they_are() -> None:
         "Content-Type: application/octet-stream",
         "Content-Type: message/rfc822\r\n\r\nSubject: Quarterly report\r\nFrom: c@d.example",
         "Content-Type: image/png; name=logo.png",
+        "Content-Type: application/x-pkcs7-signature",
+        "Content-Type: application/x-whatever",
+        "Content-Type: application/andrew-inset",
     )
     assert names == ["image.gif", "calendar.ics", "Scan of invoice 42.pdf",
-                     "delivery-status.txt", "attachment.bin", "Quarterly report.eml", "logo.png"]
+                     "delivery-status.txt", "attachment.bin", "Quarterly report.eml", "logo.png",
+                     "smime.p7s", "whatever.bin", "andrew-inset.bin"]
+
+
+def test_a_multipart_whose_boundary_never_comes_is_named_as_text() -> None:
+    """The raw text of a broken multipart is a text file, not attachment.bin."""
+    raw = (b"From: a@b.example\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n"
+           b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n--b\r\n"
+           b"Content-Type: multipart/alternative; boundary=never\r\n\r\nsome text\r\n--b--\r\n")
+    names = [a.filename for a in parse_message(raw, ProcessingLimits()).attachments]
+    assert names == ["multipart-alternative.txt"]

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import mimetypes
 import quopri
+import re
 import unicodedata
 from email.message import Message
 
@@ -141,7 +142,19 @@ _TYPES = mimetypes.MimeTypes(filenames=())
 _TEXT_STEMS = {"plain": "text", "html": "text", "calendar": "calendar"}
 # What mail carries that the built-in table lacks.
 _EXTENSIONS = {"text/calendar": ".ics", "application/ics": ".ics",
-               "application/ms-tnef": ".dat", "application/vnd.ms-tnef": ".dat"}
+               "application/ms-tnef": ".dat", "application/vnd.ms-tnef": ".dat",
+               "application/x-excel": ".xls",
+               # Not registered types, but common in mail.
+               "image/jpg": ".jpg", "image/pjpeg": ".jpg", "audio/mp3": ".mp3",
+               "video/avi": ".avi"}
+# Whole names mail clients give these parts, so the agent recognises them.
+_WHOLE_NAMES = {
+    "application/pkcs7-signature": "smime.p7s", "application/x-pkcs7-signature": "smime.p7s",
+    "application/pkcs7-mime": "smime.p7m", "application/x-pkcs7-mime": "smime.p7m",
+    "application/pgp-signature": "signature.asc", "application/pgp-encrypted": "encrypted.asc",
+    "application/pgp-keys": "key.asc",
+}
+_SUBTYPE_STEM = re.compile(r"^(?:x-|vnd\.)?([a-z0-9][a-z0-9.+-]{0,40})$")
 
 
 def _name_for(part: Message, content_type: str, content: object) -> str | None:
@@ -168,7 +181,18 @@ def _name_for(part: Message, content_type: str, content: object) -> str | None:
         return f"{maintype}{extension or '.bin'}"
     if maintype == "text":
         return f"{_TEXT_STEMS.get(subtype, subtype)}{extension or '.txt'}"
-    return f"attachment{extension}" if extension else None
+    if content_type in _WHOLE_NAMES:
+        return _WHOLE_NAMES[content_type]
+    if maintype == "multipart":
+        # A multipart whose boundary never came: its text is kept as it was sent.
+        return f"multipart-{subtype}.txt"
+    if extension and content_type != "application/octet-stream":
+        return f"attachment{extension}"
+    stem = _SUBTYPE_STEM.match(subtype)
+    if stem is not None and content_type != "application/octet-stream":
+        # A type we have no table entry for still says more than "attachment".
+        return f"{stem.group(1)}.bin"
+    return None  # application/octet-stream says nothing more: attachment.bin
 
 
 def safe_filename(name: object, content_type: str = "application/octet-stream") -> str:
