@@ -20,6 +20,7 @@ from ingestd.mailtext import clean_text, decode_words, header_text
 from ingestd.pipeline.parsed import ParsedAttachment
 from ingestd.pipeline.stages.parse.html import html_text
 from ingestd.pipeline.stages.parse.limits import Leaf, payload
+from ingestd.pipeline.stages.parse.transfer import decoded_payload
 
 BODY_TYPES = ("text/plain", "text/html")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
@@ -101,8 +102,7 @@ def attachment(part: Message, index: int, defects: list[str]) -> ParsedAttachmen
     if part.get_content_maintype() == "message" and isinstance(content, list):
         data = _enclosed_bytes(part, content)
     else:
-        decoded = part.get_payload(decode=True)
-        data = decoded if isinstance(decoded, bytes) else b""
+        data = decoded_payload(part, defects)
     return ParsedAttachment(
         filename=safe_filename(_filename(part) or _name_for(part, content_type, content),
                                content_type),
