@@ -16,6 +16,7 @@ import quopri
 import unicodedata
 from email.message import Message
 
+from ingestd.config.settings import ProcessingLimits
 from ingestd.mailtext import clean_text, decode_words, header_text
 from ingestd.pipeline.parsed import ParsedAttachment
 from ingestd.pipeline.stages.parse.html import html_text
@@ -37,9 +38,34 @@ def bodies(leaves: list[Leaf]) -> tuple[str, list[str]]:
     return text, html_parts
 
 
-def attachments(leaves: list[Leaf], defects: list[str]) -> tuple[ParsedAttachment, ...]:
-    """The attachments among ``leaves``; what had to be repaired is added to ``defects``."""
-    return tuple(a for part, i in leaves if (a := attachment(part, i, defects)) is not None)
+def attachments(leaves: list[Leaf], defects: list[str],
+                limits: ProcessingLimits | None = None) -> tuple[ParsedAttachment, ...]:
+    """The attachments among ``leaves``; what had to be repaired is added to ``defects``.
+
+    A TNEF part (Outlook's winmail.dat) is kept, followed by the files it
+    carries; these count towards the part limit.
+    """
+    files: list[ParsedAttachment] = []
+    room: int | None = None
+    for part, index in leaves:
+        found = attachment(part, index, defects)
+        if found is None:
+            continue
+        files.append(found)
+        if found.content_type in TNEF_TYPES or found.filename.lower() == "winmail.dat":
+            from ingestd.pipeline.stages.parse.winmail import expanded  # Outlook mail only
+
+            if room is None:
+                room = (limits or ProcessingLimits()).max_parts - len(leaves)
+            text, html_parts = bodies(leaves)
+            inside = expanded(found, defects, room=room,
+                              want_body=not text.strip() and not any(map(str.strip, html_parts)))
+            room -= len(inside)
+            files.extend(inside)
+    return tuple(files)
+
+
+TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 
 
 def part_text(part: Message) -> str:
