@@ -123,6 +123,7 @@ def test_uuencode_lines_the_stdlib_gives_up_on() -> None:
     assert uu_bytes(encoded, defects) == text
     assert defects == []
     kept: list[str] = []
+    assert uu_bytes(b"\r\n\r\n", kept) == b""  # an empty part (the corpora have one): no defect
     assert uu_bytes(b"just some words\r\n", kept) == b"just some words\r\n"
     assert kept == ["application/octet-stream part declared uuencoded holds no uuencoded "
                     "line; kept as it was"]

@@ -4,7 +4,7 @@ Read here rather than with tnefparse 1.4.0, which strips trailing NUL bytes
 from files stored as MAPI properties (Office documents come out truncated),
 copies the rest of the stream for every attribute (quadratic), and loops
 over counts the stream claims without checking them against its length (a
-27-byte stream keeps it busy for hours). This reader is linear: every loop
+29-byte stream keeps it busy for some nine hours). This reader is linear: every loop
 moves forward through the bytes, every count is checked against the bytes
 left, and only the files themselves are copied.
 """

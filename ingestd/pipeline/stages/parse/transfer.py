@@ -134,7 +134,9 @@ def uu_bytes(raw: bytes, defects: list[str], kind: str = "application/octet-stre
             continue
         decoded += 1
         out += chunk
-    if not decoded and skipped:
+    if not decoded and not skipped:
+        return b""  # an empty part: nothing to decode, nothing missing
+    if not decoded:
         defects.append(f"{kind} part declared uuencoded holds no uuencoded line; "
                        "kept as it was")
         return raw
