@@ -17,10 +17,12 @@ import re
 import unicodedata
 from email.message import Message
 
+from ingestd.config.settings import ProcessingLimits
 from ingestd.mailtext import clean_text, decode_words, header_text
 from ingestd.pipeline.parsed import ParsedAttachment
 from ingestd.pipeline.stages.parse.html import html_text
 from ingestd.pipeline.stages.parse.limits import Leaf, payload
+from ingestd.pipeline.stages.parse.transfer import decoded_payload
 
 BODY_TYPES = ("text/plain", "text/html")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
@@ -37,9 +39,34 @@ def bodies(leaves: list[Leaf]) -> tuple[str, list[str]]:
     return text, html_parts
 
 
-def attachments(leaves: list[Leaf], defects: list[str]) -> tuple[ParsedAttachment, ...]:
-    """The attachments among ``leaves``; what had to be repaired is added to ``defects``."""
-    return tuple(a for part, i in leaves if (a := attachment(part, i, defects)) is not None)
+def attachments(leaves: list[Leaf], defects: list[str],
+                limits: ProcessingLimits | None = None) -> tuple[ParsedAttachment, ...]:
+    """The attachments among ``leaves``; what had to be repaired is added to ``defects``.
+
+    A TNEF part (Outlook's winmail.dat) is kept, followed by the files it
+    carries; these count towards the part limit.
+    """
+    files: list[ParsedAttachment] = []
+    room: int | None = None
+    for part, index in leaves:
+        found = attachment(part, index, defects)
+        if found is None:
+            continue
+        files.append(found)
+        if found.content_type in TNEF_TYPES or found.filename.lower() == "winmail.dat":
+            from ingestd.pipeline.stages.parse.winmail import expanded  # Outlook mail only
+
+            if room is None:
+                room = (limits or ProcessingLimits()).max_parts - len(leaves)
+            text, html_parts = bodies(leaves)
+            inside = expanded(found, defects, room=room,
+                              want_body=not text.strip() and not any(map(str.strip, html_parts)))
+            room -= len(inside)
+            files.extend(inside)
+    return tuple(files)
+
+
+TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 
 
 def part_text(part: Message) -> str:
@@ -102,8 +129,7 @@ def attachment(part: Message, index: int, defects: list[str]) -> ParsedAttachmen
     if part.get_content_maintype() == "message" and isinstance(content, list):
         data = _enclosed_bytes(part, content)
     else:
-        decoded = part.get_payload(decode=True)
-        data = decoded if isinstance(decoded, bytes) else b""
+        data = decoded_payload(part, defects)
     return ParsedAttachment(
         filename=safe_filename(_filename(part) or _name_for(part, content_type, content),
                                content_type),
