@@ -49,7 +49,7 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
             text = html_text
     if not text.strip() and html is None:
         text = forwarded_text(leaves)
-    files = attachments(leaves, defects)
+    files = attachments(leaves, defects, limits)
     # One line ending in stored text, whatever the parts used (CRLF, CR CR LF, CR).
     text = _LINE_ENDS.sub("\n", text)
     return ParsedMessage(
