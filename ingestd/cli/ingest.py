@@ -115,8 +115,8 @@ def _ensure_schema(settings: IngestdSettings) -> None:
 
 
 # "processed": settled by another worker (a running daemon) while this run worked.
-PROCESSED = ("ticket_created", "action_added", "processed", "duplicate", "ignored",
-             "quarantined", "pending")
+PROCESSED = ("ticket_created", "action_added", "inbox_item", "processed", "duplicate",
+             "ignored", "quarantined", "pending")
 
 
 class Report:

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ingestd.addresses import normalise_address
+from ingestd.config.sales import DomainLists, Matching
 
 
 class Settings(BaseModel):
@@ -193,6 +194,35 @@ class Mailbox(Settings):
     addresses: tuple[str, ...] = Field(min_length=1)
     ticket_type: str = Field(default="incident", min_length=1)
     ticket_id_tags: TicketIdTags = TicketIdTags()
+    # A sales mailbox: the agent it belongs to, and how its mail finds opportunities.
+    owner: str | None = None
+    matching: Matching | None = None
+
+    @property
+    def inbox_only(self) -> bool:
+        """Unmatched mail goes to the owner's My Inbox, never into a new ticket."""
+        return self.matching is not None and not self.matching.enabled
+
+    @property
+    def match_type(self) -> str:
+        """The ticket type this mailbox's mail is matched to and creates."""
+        if self.matching is not None and self.matching.match_to:
+            return self.matching.match_to
+        return self.ticket_type
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, value: str | None) -> str | None:
+        if value is not None and (value.count("@") != 1 or any(c.isspace() for c in value)):
+            raise ValueError(f"{value!r} is not an email address")
+        return normalise_address(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _inbox_has_owner(self) -> Mailbox:
+        if self.inbox_only and self.owner is None:
+            raise ValueError("matching.enabled is false, so mail goes to the owner's My Inbox: "
+                             "set owner to that agent's address")
+        return self
 
     @field_validator("addresses")
     @classmethod
@@ -267,7 +297,7 @@ class LoggingSettings(Settings):
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class IngestdSettings(Settings):
+class IngestdSettings(DomainLists, Settings):
     database: DatabaseSettings = DatabaseSettings()
     smtp: SmtpSettings = SmtpSettings()
     unknown_senders: UnknownSenders = UnknownSenders()

@@ -111,6 +111,8 @@ class Ticket(SQLModel, table=True):
     agent_id: int | None = Field(default=None, foreign_key="agents.id")
     created_at: datetime | None = _ts()
     updated_at: datetime | None = _ts()
+    # The request as first written (a new opportunity from My Inbox copies the mail's body here).
+    details: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
 
 
 class Action(SQLModel, table=True):
@@ -191,6 +193,16 @@ class InboxItem(SQLModel, table=True):
     ticket_id: int | None = Field(default=None, foreign_key="tickets.id")
     created_at: datetime | None = _ts()
     updated_at: datetime | None = _ts()
+    from_name: str | None = Field(default=None, max_length=255)
+    message_id: str | None = Field(default=None, max_length=998)
+    # The first words of the body, so the agent can triage without opening it.
+    preview: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    received_at: datetime | None = _ts(nullable=True)
+    # Plain ids (added by migration 0005 without a table copy): the agent who
+    # attached, converted, noted or deleted the item, and the note it became.
+    acted_by_id: int | None = None
+    acted_at: datetime | None = _ts(nullable=True)
+    crm_note_id: int | None = None
 
 
 class CrmNote(SQLModel, table=True):

@@ -37,7 +37,7 @@ class InputResult:
     outcome: str  # stored | refused | unreadable | not_stored
     id: int | None = None
     reason: str | None = None
-    # After processing: ticket_created | action_added | duplicate | ignored |
+    # After processing: ticket_created | action_added | inbox_item | duplicate | ignored |
     # quarantined | pending (left for the daemon) | processed (by another worker)
     processed: str | None = None
     ticket_id: int | None = None

@@ -13,7 +13,8 @@ from ingestd.pipeline.parsed import ParsedMessage
 
 # "failed": this attempt failed and the row is pending again for another one.
 Result = Literal[
-    "ticket_created", "action_added", "duplicate", "ignored", "quarantined", "failed"
+    "ticket_created", "action_added", "inbox_item", "duplicate", "ignored", "quarantined",
+    "failed",
 ]
 SenderKind = Literal["agent", "user", "supplier", "unknown"]
 
@@ -49,6 +50,7 @@ class Outcome:
     ticket_id: int | None = None
     action_id: int | None = None
     duplicate_of: int | None = None
+    inbox_item_id: int | None = None
 
 
 def normalised_envelope(value: str | None) -> str | None:
@@ -75,6 +77,10 @@ class MessageContext:
     # Why the ticket was chosen, or why a new one is made; ends up in `reason`.
     notes: list[str] = field(default_factory=list)
     sender: Sender | None = None
+    # Set by ``match``: the type of a ticket made for this message, or that it
+    # goes to the mailbox owner's My Inbox instead of any ticket.
+    new_ticket_type: str | None = None
+    to_inbox: bool = False
     conn: Connection | None = None
     stage: str = ""
     timings: dict[str, float] = field(default_factory=dict)

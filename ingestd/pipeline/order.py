@@ -11,6 +11,7 @@ from ingestd.pipeline.runner import Pipeline
 from ingestd.pipeline.stages.apply import apply_to_ticket
 from ingestd.pipeline.stages.classify import classify_sender
 from ingestd.pipeline.stages.dedupe import dedupe
+from ingestd.pipeline.stages.match import match_opportunity
 from ingestd.pipeline.stages.parse import parse
 from ingestd.pipeline.stages.tag import find_tag
 from ingestd.pipeline.stages.thread import find_tagged_ticket, thread_by_references
@@ -25,6 +26,7 @@ PIPELINE = Pipeline(
         ("find_ticket", find_tagged_ticket),
         ("thread", thread_by_references),
         ("classify", classify_sender),
+        ("match", match_opportunity),
         ("apply", apply_to_ticket),
     ),
 )

@@ -27,3 +27,22 @@ def clean_summary(subject: str, tags: TicketIdTags) -> str:
         text = _PREFIX.sub("", text)
     text = re.sub(r"\s+", " ", text).strip()
     return text or "(no subject)"
+
+
+# "[EXTERNAL]", "[SPAM?]", "[list-name]": banners gateways and lists put in front.
+_BANNER = re.compile(r"^\s*\[[^\[\]]{1,40}\]\s*")
+
+
+def matching_subject(subject: str, tags: TicketIdTags) -> str:
+    """A subject (or summary) as opportunity matching compares it.
+
+    Our tags, reply/forward prefixes and leading bracketed banners removed in
+    any order and number, white space collapsed, case folded: "[EXTERNAL] AW:
+    RE: Quote  for  Acme" and "quote for acme" compare equal.
+    """
+    text = tag_pattern(tags).sub(" ", subject)
+    previous = None
+    while previous != text:
+        previous = text
+        text = _BANNER.sub("", _PREFIX.sub("", text))
+    return re.sub(r"\s+", " ", text).strip().casefold()

@@ -167,6 +167,8 @@ class Worker:
         ctx.notes.clear()
         ctx.ticket_id = None
         ctx.sender = None
+        ctx.new_ticket_type = None
+        ctx.to_inbox = False
         with translated("database"), self._engine.begin() as conn:
             ctx.conn = conn
             try:
@@ -189,6 +191,7 @@ class Worker:
         queue.finish(conn, message_id, Settlement(
             status=outcome.status, reason=outcome.reason, ticket_id=outcome.ticket_id,
             action_id=outcome.action_id, duplicate_of=outcome.duplicate_of,
+            inbox_item_id=outcome.inbox_item_id,
             timings=dict(ctx.timings) if ctx is not None else None,
             defects=(list(parsed.defects) or None) if parsed is not None else None,
         ), now=self._clock(), holder=self.identity)

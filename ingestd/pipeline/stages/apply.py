@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from ingestd.db.tables import ACTIONS, ATTACHMENTS, TICKETS
 from ingestd.pipeline.context import MessageContext, Outcome
+from ingestd.pipeline.stages.inbox import place_in_inbox
 from ingestd.pipeline.summary import clean_summary
 
 # Built once; executed with a parameter dict per message.
@@ -26,9 +27,12 @@ _REOPEN = _TOUCH.values(status="open")
 def apply_to_ticket(ctx: MessageContext) -> Outcome:
     sender = ctx.sender
     assert sender is not None, "classify runs before apply"
+    if ctx.to_inbox:
+        return place_in_inbox(ctx)
     if ctx.ticket_id is None:
         ticket_id = ctx.db.execute(_NEW_TICKET, {
-            "type": ctx.mailbox.ticket_type, "status": "open",
+            "type": ctx.new_ticket_type or ctx.mailbox.ticket_type, "status": "open",
+            "details": ctx.message.text,
             "summary": clean_summary(ctx.message.subject, ctx.mailbox.ticket_id_tags)[:2000],
             "mailbox": ctx.mailbox.name, "user_id": sender.user_id,
             "client_id": sender.client_id, "site_id": sender.site_id, "agent_id": None,
