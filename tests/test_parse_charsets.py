@@ -214,4 +214,8 @@ def test_no_stored_text_holds_surrogates_or_replacement_characters(name: str) ->
     texts = [parsed.subject, parsed.from_name or "", parsed.text, parsed.html or "",
              *parsed.defects, *(a.filename for a in parsed.attachments)]
     assert [t for t in texts if _LOST.search(t)] == []
+
+
+def test_the_fixtures_are_all_there() -> None:
+    """An empty glob would make the check above pass on nothing."""
     assert len(CHARSET_FIXTURES) == 11
