@@ -6,16 +6,22 @@ every header (neither imports the other).
 Header values reach us with their 8-bit bytes as surrogate escapes (the
 stdlib parser reads bytes that way). Such a value must become real text
 before anything else reads it: ``header_text`` reads the bytes as UTF-8,
-else as windows-1252 (the single-byte charset of most mail that declares
-none), and ``POLICY`` makes every header read go through it.
+else as a charset the message declares elsewhere (while the parse stage
+reads it, ``mailcharsets.reading``), else as windows-1252 (the single-byte
+charset of most mail that declares none), and ``POLICY`` makes every header
+read go through it. Encoded words decode with the charset their sender
+meant (``charsets``: gb2312 as GB18030 and so on), and the same fallbacks
+when that fails.
 """
 
 from __future__ import annotations
 
-import codecs
 import re
 from email.header import decode_header
 from email.policy import Compat32
+
+from ingestd.charsets import WINDOWS_1252
+from ingestd.mailcharsets import header_bytes, labelled_text
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
@@ -26,26 +32,19 @@ def clean_text(value: object) -> str:
     return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
 
 
-def _latin_1(error: UnicodeError) -> tuple[str, int]:
-    # The five bytes windows-1252 leaves undefined read as Latin-1 (C1 controls).
-    if not isinstance(error, UnicodeDecodeError):
-        raise error
-    return error.object[error.start:error.end].decode("latin-1"), error.end
-
-
-codecs.register_error("ingestd-latin-1", _latin_1)
-
-
 def bytes_text(raw: bytes) -> str:
     """Bytes of unknown charset as text: UTF-8 if they are UTF-8, else windows-1252."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode("cp1252", "ingestd-latin-1")
+        return raw.decode(WINDOWS_1252.codec, WINDOWS_1252.errors)
 
 
-def header_text(value: object) -> str:
-    """A header value as text: raw 8-bit bytes (surrogate escapes) decoded, never kept."""
+def header_text(value: object, name: str = "header") -> str:
+    """A header value as text: raw 8-bit bytes (surrogate escapes) decoded, never kept.
+
+    ``name`` (the field's) is for the defect a fallback records.
+    """
     text = value if isinstance(value, str) else str(value)
     if _SURROGATE.search(text) is None:
         return text
@@ -53,7 +52,7 @@ def header_text(value: object) -> str:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a surrogate that is no escaped byte
         return text.encode("utf-8", "replace").decode("utf-8")
-    return bytes_text(raw)
+    return header_bytes(raw, name)
 
 
 def decode_words(text: str) -> str:
@@ -82,10 +81,7 @@ def _chunk_text(chunk: bytes | str, charset: str | None) -> str:
             return chunk.decode("raw-unicode-escape")
         except UnicodeDecodeError:
             return chunk.decode("latin-1")
-    try:
-        return chunk.decode(charset.split("*", 1)[0], "replace")
-    except (LookupError, UnicodeError, ValueError):
-        return bytes_text(chunk)
+    return labelled_text(chunk, charset.split("*", 1)[0], "encoded word")
 
 
 class _HeaderTextPolicy(Compat32):
@@ -99,7 +95,7 @@ class _HeaderTextPolicy(Compat32):
 
     def header_fetch_parse(self, name: str, value: str) -> str:
         if _SURROGATE.search(value) is not None:
-            return header_text(value)
+            return header_text(value, name)
         # compat32 makes a Header only of values with surrogates, handled above.
         fetched = super().header_fetch_parse(name, value)
         return fetched if isinstance(fetched, str) else str(fetched)

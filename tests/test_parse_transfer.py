@@ -49,6 +49,8 @@ def test_invalid_base64_fixture() -> None:
     }
     assert damaged.replace(b"o\x02er", b"over") == FOX
     assert message.defects == (
+        # The body part first: bodies are decoded as leniently as attachments.
+        "invalid base64 in text/plain part: padding missing; decoded as far as possible",
         "invalid base64 in text/plain part: 2 non-base64 characters removed; "
         "decoded as far as possible",
         "invalid base64 in application/octet-stream part: padding missing; "

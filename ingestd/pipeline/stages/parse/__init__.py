@@ -7,16 +7,19 @@ enforce the part and depth limits, ``fields`` reads the header fields
 attachments, ``html`` sanitises and renders HTML inside the bound that
 ``htmlshape`` measures, and ``text`` makes any header or body text safe to
 store (8-bit header bytes decoded, never kept as surrogate escapes). Nothing
-here trusts the message: names are sanitised, charsets decode with
-replacement, NUL never survives.
+here trusts the message: names are sanitised, a missing or wrong charset
+falls back to what the message declares elsewhere (``ingestd.mailcharsets``,
+a defect each time), NUL never survives.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import replace
+from email.message import Message
 
 from ingestd.config.settings import ProcessingLimits
+from ingestd.mailcharsets import MessageCharsets, reading
 from ingestd.mailtext import clean_text
 from ingestd.pipeline.context import MessageContext, Outcome
 from ingestd.pipeline.parsed import ParsedMessage
@@ -29,7 +32,7 @@ from ingestd.pipeline.stages.parse.attachments import (
 from ingestd.pipeline.stages.parse.fields import header_fields
 from ingestd.pipeline.stages.parse.headerblock import repair_folds
 from ingestd.pipeline.stages.parse.html import render, sanitise_html, strip_tags
-from ingestd.pipeline.stages.parse.limits import read_tree
+from ingestd.pipeline.stages.parse.limits import Leaf, read_tree
 from ingestd.pipeline.stages.parse.sender import usable
 
 __all__ = ["clean_text", "parse", "parse_message", "safe_filename", "sanitise_html"]
@@ -39,9 +42,17 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
     """The parsed message, or ``LimitExceeded`` naming the limit it broke."""
     raw, fold_defect = repair_folds(raw, limits.max_header_bytes)
     tree, leaves = read_tree(raw, limits)
+    # Every header read from here on (ours and mail-parser's) falls back to
+    # the charsets this message declares, and records what it had to read so.
+    with reading(tree) as charsets:
+        return _parsed(tree, leaves, charsets, limits, [fold_defect] if fold_defect else [])
+
+
+def _parsed(tree: Message, leaves: list[Leaf], charsets: MessageCharsets,
+            limits: ProcessingLimits, defects: list[str]) -> ParsedMessage:
     fields = header_fields(tree)
-    defects = [*fields.defects, *([fold_defect] if fold_defect else [])]
-    text, html_parts = bodies(leaves)
+    defects = [*fields.defects, *defects]
+    text, html_parts = bodies(leaves, defects)
     html = None
     if html_parts:
         html, html_text = _render_each(html_parts, want_text=not text.strip(), defects=defects)
@@ -50,6 +61,7 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
     if not text.strip() and html is None:
         text = forwarded_text(leaves)
     files = attachments(leaves, defects, limits)
+    defects.extend(d for d in charsets.defects if d not in defects)
     # One line ending in stored text, whatever the parts used (CRLF, CR CR LF, CR).
     text = _LINE_ENDS.sub("\n", text)
     return ParsedMessage(

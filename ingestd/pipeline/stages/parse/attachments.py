@@ -16,8 +16,10 @@ import quopri
 import re
 import unicodedata
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 
 from ingestd.config.settings import ProcessingLimits
+from ingestd.mailcharsets import body_text, labelled_text
 from ingestd.mailtext import clean_text, decode_words, header_text
 from ingestd.pipeline.parsed import ParsedAttachment
 from ingestd.pipeline.stages.parse.html import html_text
@@ -29,9 +31,12 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 1
                      *(f"LPT{i}" for i in range(1, 10))}
 
 
-def bodies(leaves: list[Leaf]) -> tuple[str, list[str]]:
-    """(the plain text, the HTML parts) of the body leaves, decoded and cleaned."""
-    found = [(part, part_text(part)) for part, index in leaves if is_body(part, index)]
+def bodies(leaves: list[Leaf], defects: list[str]) -> tuple[str, list[str]]:
+    """(the plain text, the HTML parts) of the body leaves, decoded and cleaned.
+
+    A part whose charset was missing or wrong adds to ``defects`` how it was read.
+    """
+    found = [(part, part_text(part, defects)) for part, index in leaves if is_body(part, index)]
     html_parts = [clean_text(t) for part, t in found
                   if t and part.get_content_type() == "text/html"]
     text = "\n".join(clean_text(t) for part, t in found
@@ -58,7 +63,7 @@ def attachments(leaves: list[Leaf], defects: list[str],
 
             if room is None:
                 room = (limits or ProcessingLimits()).max_parts - len(leaves)
-            text, html_parts = bodies(leaves)
+            text, html_parts = bodies(leaves, [])  # its defects are recorded already
             inside = expanded(found, defects, room=room,
                               want_body=not text.strip() and not any(map(str.strip, html_parts)))
             room -= len(inside)
@@ -69,17 +74,10 @@ def attachments(leaves: list[Leaf], defects: list[str],
 TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 
 
-def part_text(part: Message) -> str:
-    content = part.get_payload(decode=True)
-    if not isinstance(content, bytes):
-        return ""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return content.decode(charset, "replace")
-    except (LookupError, UnicodeError, ValueError):
-        # Unknown charsets, and codecs such as idna or punycode that are not text
-        # encodings and fail whatever the error handler.
-        return content.decode("utf-8", "replace")
+def part_text(part: Message, defects: list[str] | None = None) -> str:
+    """The part's text: its charset as senders mean it, else the fallbacks (``body_text``)."""
+    content = decoded_payload(part, defects if defects is not None else [])
+    return body_text(content, part.get_content_charset(), defects)
 
 
 def is_body(part: Message, index: int) -> bool:
@@ -154,13 +152,30 @@ def _enclosed_bytes(part: Message, messages: list[Message]) -> bytes:
 
 
 def _filename(part: Message) -> str | None:
+    """The part's filename (or name) parameter as the sender wrote it.
+
+    As ``Message.get_filename``, except that an RFC 2231 value
+    (``filename*=gb2312''...``) decodes like an encoded word: with the charset
+    its sender meant, and the fallbacks when that fails, never with U+FFFD.
+    """
     try:
-        name = part.get_filename()
+        value = part.get_param("filename", None, "content-disposition")
+        if value is None:
+            value = part.get_param("name", None, "content-type")
     except Exception:
         return None
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        label, _, text = value
+        with contextlib.suppress(UnicodeEncodeError):  # else already text
+            text = labelled_text(text.encode("latin-1"), label, "filename")
+        name = text.strip()
+    else:
+        name = collapse_rfc2231_value(value).strip()
     # Encoded words are not allowed in parameters (RFC 2047 5), but Outlook
     # and others send them; decoding shows the name the sender saw.
-    return decode_words(header_text(name)) if name else name
+    return decode_words(header_text(name, "filename")) if name else name
 
 
 # Built-in table only (no /etc/mime.types): the same names on every machine.

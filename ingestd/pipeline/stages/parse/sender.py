@@ -29,6 +29,7 @@ _BRACKETED = re.compile(r"<([^<>]*@[^<>]*)>")
 _BRACKETED_WORD = re.compile(r"<\s*([A-Za-z0-9][A-Za-z0-9._+-]*)\s*>")
 _SPACE = re.compile(r"\s")
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_C1 = re.compile("[\x80-\x9f]")
 
 
 @dataclass
@@ -48,8 +49,9 @@ def read_sender(values: list[str], parsed: tuple[str, str] | None) -> SenderFiel
     if parsed is not None and _sound(parsed[1], values[:1]):
         # Encoded words inside a quoted name ("=?ISO-2022-JP?B?...?=") are
         # forbidden by RFC 2047 but common, and left encoded by the parsers.
-        sender.name = clean_text(decode_words(parsed[0])).strip() or None
         sender.address = _normalised(parsed[1])
+        sender.name = clean_text(decode_words(_display_name(parsed[0], values[0],
+                                                            sender.address))).strip() or None
         return _bounded(sender)
     for value in values:
         name, address, how = recover(value)
@@ -130,6 +132,21 @@ def recover(value: str) -> tuple[str | None, str | None, str]:
         label = comment.group(0)[1:-1] if comment else ""
         return _name(label, bare.lower()), bare.lower(), "address without a domain"
     return None, None, "no address"
+
+
+def _display_name(parsed: str, value: str, address: str) -> str:
+    """mail-parser's display name, unless it read an encoded word as the wrong charset.
+
+    It reads ``=?iso-8859-1?...?=`` as Latin-1, making C1 controls of what the
+    sender meant as windows-1252 (“ ” € …); the header's own words, decoded
+    by ``decode_words``, give the name the sender saw.
+    """
+    if _C1.search(parsed) is None:
+        return parsed
+    for name, found in getaddresses([value]):
+        if _normalised(found) == address and name:
+            return name
+    return parsed
 
 
 def _sound(address: str, values: list[str]) -> bool:
