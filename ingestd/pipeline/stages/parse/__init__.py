@@ -28,6 +28,7 @@ from ingestd.pipeline.stages.parse.attachments import (
 from ingestd.pipeline.stages.parse.fields import header_fields
 from ingestd.pipeline.stages.parse.html import render, sanitise_html, strip_tags
 from ingestd.pipeline.stages.parse.limits import read_tree
+from ingestd.pipeline.stages.parse.rawparts import RawParts
 
 __all__ = ["clean_text", "parse", "parse_message", "safe_filename", "sanitise_html"]
 
@@ -45,7 +46,7 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
             text = html_text
     if not text.strip() and html is None:
         text = forwarded_text(leaves)
-    files = attachments(leaves, defects)
+    files = attachments(leaves, defects, RawParts(raw, tree))
     # One line ending in stored text, whatever the parts used (CRLF, CR CR LF, CR).
     text = _LINE_ENDS.sub("\n", text)
     return ParsedMessage(

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import mimetypes
 import quopri
+import re
 import unicodedata
 from email.message import Message
 
@@ -20,8 +20,10 @@ from ingestd.mailtext import clean_text, decode_words, header_text
 from ingestd.pipeline.parsed import ParsedAttachment
 from ingestd.pipeline.stages.parse.html import html_text
 from ingestd.pipeline.stages.parse.limits import Leaf, payload
+from ingestd.pipeline.stages.parse.rawparts import RawParts
 
 BODY_TYPES = ("text/plain", "text/html")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
                      *(f"LPT{i}" for i in range(1, 10))}
 
@@ -36,9 +38,14 @@ def bodies(leaves: list[Leaf]) -> tuple[str, list[str]]:
     return text, html_parts
 
 
-def attachments(leaves: list[Leaf], defects: list[str]) -> tuple[ParsedAttachment, ...]:
-    """The attachments among ``leaves``; what had to be repaired is added to ``defects``."""
-    return tuple(a for part, i in leaves if (a := attachment(part, i, defects)) is not None)
+def attachments(leaves: list[Leaf], defects: list[str],
+                source: RawParts | None = None) -> tuple[ParsedAttachment, ...]:
+    """The attachments among ``leaves``; what had to be repaired is added to ``defects``.
+
+    ``source`` (the raw message) gives enclosed messages their bytes as sent.
+    """
+    return tuple(a for part, i in leaves
+                 if (a := attachment(part, i, defects, source)) is not None)
 
 
 def part_text(part: Message) -> str:
@@ -89,7 +96,8 @@ def forwarded_text(leaves: list[Leaf]) -> str:
     return ""
 
 
-def attachment(part: Message, index: int, defects: list[str]) -> ParsedAttachment | None:
+def attachment(part: Message, index: int, defects: list[str],
+               source: RawParts | None = None) -> ParsedAttachment | None:
     """The part as an attachment, or None for a body part or an empty broken multipart."""
     content_type = part.get_content_type()
     content = payload(part)
@@ -99,7 +107,7 @@ def attachment(part: Message, index: int, defects: list[str]) -> ParsedAttachmen
             and not str(content or "").strip()):
         return None  # a boundary never found, and no text to keep as a file
     if part.get_content_maintype() == "message" and isinstance(content, list):
-        data = _enclosed_bytes(part, content)
+        data = _enclosed_bytes(part, content, source, defects)
     else:
         decoded = part.get_payload(decode=True)
         data = decoded if isinstance(decoded, bytes) else b""
@@ -112,18 +120,42 @@ def attachment(part: Message, index: int, defects: list[str]) -> ParsedAttachmen
     )
 
 
-def _enclosed_bytes(part: Message, messages: list[Message]) -> bytes:
-    # message/delivery-status holds several header blocks; the others one message.
-    data = b"".join(m.as_bytes() for m in messages)
+def _enclosed_bytes(part: Message, messages: list[Message], source: RawParts | None,
+                    defects: list[str]) -> bytes:
+    """The body of a message/* part as sent, transfer-decoded if the sender encoded it."""
+    data = source.body(part) if source is not None else None
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    if encoding in ("base64", "quoted-printable") and messages:
-        # RFC 2046 5.2.1 forbids encoding message/rfc822, but senders do it; the
-        # stdlib then parsed the encoded text as a message. Keep the decoded bytes.
-        with contextlib.suppress(binascii.Error, ValueError):
-            encoded = data.lstrip(b"\r\n")
-            data = (base64.b64decode(encoded) if encoding == "base64"
-                    else quopri.decodestring(encoded))
+    if data is None:
+        # Boundaries the walk could not follow: the tree's bytes, re-serialised.
+        data = b"".join(m.as_bytes() for m in messages)
+        if source is not None:
+            _defect(defects, f"{clean_text(part.get_content_type())} part not found in the "
+                             "raw message; stored re-serialised")
+        if encoding in ("base64", "quoted-printable"):
+            data = data.lstrip(b"\r\n")  # as_bytes of a message with no header block
+    # RFC 2046 5.2.1 forbids encoding message/rfc822, but senders do it; the
+    # stdlib then parsed the encoded text as a message. Keep the decoded bytes.
+    if encoding == "quoted-printable":
+        return quopri.decodestring(data)  # binascii: keeps the lines' CRLF
+    if encoding == "base64":
+        try:
+            return base64.b64decode(data)
+        except (binascii.Error, ValueError):
+            _defect(defects, "invalid base64 in an enclosed message; decoded as far as possible")
+            return _base64_prefix(data)
     return data
+
+
+def _base64_prefix(data: bytes) -> bytes:
+    """What invalid base64 holds up to its first padding, its stray characters ignored."""
+    letters = _NOT_BASE64.sub(b"", data.split(b"=", 1)[0])
+    letters = letters[: len(letters) - len(letters) % 4 if len(letters) % 4 == 1 else None]
+    return base64.b64decode(letters + b"=" * (-len(letters) % 4))
+
+
+def _defect(defects: list[str], defect: str) -> None:
+    if defect not in defects:
+        defects.append(defect)
 
 
 def _filename(part: Message) -> str | None:
