@@ -1,4 +1,4 @@
-"""Attachments hold the bytes that were sent: enclosed messages and reports.
+"""Attachments hold the bytes that were sent: enclosed messages, reports, inline images.
 
 Every expected slice is cut here with plain bytes operations on the fixture,
 independently of ``rawparts``: from the end of the part's header block to the
@@ -22,6 +22,7 @@ from ingestd.errors import LimitExceeded
 from ingestd.mailtext import POLICY
 from ingestd.pipeline.parsed import ParsedAttachment, ParsedMessage
 from ingestd.pipeline.stages.parse import parse_message
+from ingestd.pipeline.stages.parse.inline import MAX_CONTENT_ID, content_id
 from ingestd.pipeline.stages.parse.limits import LenientMessage, read_tree
 from ingestd.pipeline.stages.parse.rawparts import RawParts, message_spans
 from tests.corpora import manifest, require_corpora
@@ -189,6 +190,39 @@ def test_boundary_edge_cases(raw: bytes, expected: bytes) -> None:
     parsed = parse_message(raw, LIMITS)
     _assert_exact(_only(parsed, "message/rfc822"), expected)
     assert not any(d.endswith(FALLBACK) for d in parsed.defects)
+
+
+def test_related_images_have_content_ids_and_inline_flags() -> None:
+    """multipart/related: the cid image without disposition is inline, the one marked
+    attachment is not; both keep their Content-ID, without brackets, fold or comment."""
+    parsed = parse_message(_fixture("inline-image.eml"), LIMITS)
+    found = {a.filename: (a.content_id, a.inline) for a in parsed.attachments}
+    assert found == {"logo.png": ("logo.1@example.com", True),
+                     "chart.png": ("chart.2@example.com", False)}
+    assert parsed.html is not None and "cid:logo.1@example.com" in parsed.html
+
+
+def test_inline_outside_related_needs_the_disposition() -> None:
+    """A Content-ID alone in multipart/mixed is no inline image; ``inline`` is, cid or not."""
+    parsed = parse_message(_fixture("inline-image-mixed.eml"), LIMITS)
+    found = {a.filename: (a.content_id, a.inline) for a in parsed.attachments}
+    assert found == {"photo.png": ("photo@example.com", False), "shown.png": (None, True)}
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("<part1.abc@example.com>", "part1.abc@example.com"),
+    ("  <part1@example.com>  (the logo)", "part1@example.com"),
+    ("part2@example.com", "part2@example.com"),
+    ("<part 3\t@exam\x00ple.com\u202e>", "part3@example.com"),
+    ("<>", None),
+    ("   ", None),
+    ("<" + "x" * 400 + "@example.com>", "x" * MAX_CONTENT_ID),
+])
+def test_content_id_is_cleaned_and_bounded(value: str, expected: str | None) -> None:
+    part = Message()
+    part["Content-ID"] = value
+    assert content_id(part) == expected
+    assert content_id(Message()) is None
 
 
 def test_corpora_enclosed_messages_exact_and_readable() -> None:

@@ -19,6 +19,7 @@ from email.message import Message
 from ingestd.mailtext import clean_text, decode_words, header_text
 from ingestd.pipeline.parsed import ParsedAttachment
 from ingestd.pipeline.stages.parse.html import html_text
+from ingestd.pipeline.stages.parse.inline import content_id, is_inline
 from ingestd.pipeline.stages.parse.limits import Leaf, payload
 from ingestd.pipeline.stages.parse.rawparts import RawParts
 
@@ -117,6 +118,8 @@ def attachment(part: Message, index: int, defects: list[str],
         content_type=clean_text(content_type)[:255],
         content=data,
         sha256=hashlib.sha256(data).hexdigest(),
+        content_id=(cid := content_id(part)),
+        inline=is_inline(part, cid, source.in_related if source else lambda _: False),
     )
 
 

@@ -30,15 +30,17 @@ Span = tuple[int, int]
 
 
 class RawParts:
-    """The raw bytes of one parsed message, and where its enclosed messages lie in them.
+    """One parsed message and its raw bytes: where its enclosed messages lie in them,
+    and which of its parts sit in a multipart/related (images an HTML body shows).
 
-    The walk runs on the first question only: most mail has no message/* part.
+    Each is worked out on the first question only: most mail asks neither.
     """
 
     def __init__(self, raw: bytes, tree: Message) -> None:
         self._raw = raw
         self._tree = tree
         self._spans: dict[int, Span] | None = None
+        self._related: set[int] | None = None
 
     def body(self, part: Message) -> bytes | None:
         """The body of a message/* part of this message as sent; None where the walk failed."""
@@ -46,6 +48,12 @@ class RawParts:
             self._spans = message_spans(self._raw, self._tree) or {}
         span = self._spans.get(id(part))
         return None if span is None else self._raw[span[0]:span[1]]
+
+    def in_related(self, part: Message) -> bool:
+        """Whether the part sits (at any depth) in a multipart/related of this message."""
+        if self._related is None:
+            self._related = _inside_related(self._tree)
+        return id(part) in self._related
 
 
 def message_spans(raw: bytes, tree: Message) -> dict[int, Span] | None:
@@ -150,3 +158,18 @@ def _pieces(raw: bytes, part: Message, start: int, end: int) -> list[Span] | Non
         after = line.end()
     pieces.append((after, end))
     return pieces
+
+
+def _inside_related(tree: Message) -> set[int]:
+    """``id`` of every part of this message inside a multipart/related."""
+    inside: set[int] = set()
+    stack: list[tuple[Message, bool]] = [(tree, False)]
+    while stack:
+        part, related = stack.pop()
+        if related:
+            inside.add(id(part))
+        content = getattr(part, "_payload", None)
+        if isinstance(content, list) and part.get_content_maintype() == "multipart":
+            related = related or part.get_content_type() == "multipart/related"
+            stack.extend((child, related) for child in content)
+    return inside
