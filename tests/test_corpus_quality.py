@@ -21,8 +21,8 @@ CEILINGS = {
     "no_sender": 8,  # null senders (From: <>), a UTF-16 name (bench/corpus_quality.py --list)
     "fffd_subject": 3,
     "fffd_name": 2,
-    "fffd_body": 4912,
-    "fffd_filename": 8,
+    "fffd_body": 0,
+    "fffd_filename": 6,  # U+FFFD already in the sent bytes (EF BF BD)
     "empty_body": 0,  # must stay 0 (issue 16)
     "bin_untyped": 0,
     "bin_typed": 1,  # one application/octet-stream part with no name (says nothing more)

@@ -33,6 +33,7 @@ from ingestd.pipeline.stages.parse.fields import header_fields
 from ingestd.pipeline.stages.parse.headerblock import repair_folds
 from ingestd.pipeline.stages.parse.html import render, sanitise_html, strip_tags
 from ingestd.pipeline.stages.parse.limits import Leaf, read_tree
+from ingestd.pipeline.stages.parse.rawparts import RawParts
 from ingestd.pipeline.stages.parse.sender import usable
 
 __all__ = ["clean_text", "parse", "parse_message", "safe_filename", "sanitise_html"]
@@ -45,11 +46,13 @@ def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
     # Every header read from here on (ours and mail-parser's) falls back to
     # the charsets this message declares, and records what it had to read so.
     with reading(tree) as charsets:
-        return _parsed(tree, leaves, charsets, limits, [fold_defect] if fold_defect else [])
+        # The raw walk must see the bytes the tree was parsed from (folds repaired).
+        return _parsed(tree, leaves, charsets, limits, RawParts(raw, tree),
+                       [fold_defect] if fold_defect else [])
 
 
 def _parsed(tree: Message, leaves: list[Leaf], charsets: MessageCharsets,
-            limits: ProcessingLimits, defects: list[str]) -> ParsedMessage:
+            limits: ProcessingLimits, source: RawParts, defects: list[str]) -> ParsedMessage:
     fields = header_fields(tree)
     defects = [*fields.defects, *defects]
     text, html_parts = bodies(leaves, defects)
@@ -60,7 +63,7 @@ def _parsed(tree: Message, leaves: list[Leaf], charsets: MessageCharsets,
             text = html_text
     if not text.strip() and html is None:
         text = forwarded_text(leaves)
-    files = attachments(leaves, defects, limits)
+    files = attachments(leaves, defects, limits, source)
     defects.extend(d for d in charsets.defects if d not in defects)
     # One line ending in stored text, whatever the parts used (CRLF, CR CR LF, CR).
     text = _LINE_ENDS.sub("\n", text)

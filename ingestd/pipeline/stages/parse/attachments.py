@@ -7,8 +7,6 @@ their extension, or be empty.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hashlib
 import mimetypes
@@ -23,8 +21,10 @@ from ingestd.mailcharsets import body_text, labelled_text
 from ingestd.mailtext import clean_text, decode_words, header_text
 from ingestd.pipeline.parsed import ParsedAttachment
 from ingestd.pipeline.stages.parse.html import html_text
+from ingestd.pipeline.stages.parse.inline import content_id, is_inline
 from ingestd.pipeline.stages.parse.limits import Leaf, payload
-from ingestd.pipeline.stages.parse.transfer import decoded_payload
+from ingestd.pipeline.stages.parse.rawparts import RawParts
+from ingestd.pipeline.stages.parse.transfer import base64_bytes, decoded_payload
 
 BODY_TYPES = ("text/plain", "text/html")
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
@@ -45,16 +45,18 @@ def bodies(leaves: list[Leaf], defects: list[str]) -> tuple[str, list[str]]:
 
 
 def attachments(leaves: list[Leaf], defects: list[str],
-                limits: ProcessingLimits | None = None) -> tuple[ParsedAttachment, ...]:
+                limits: ProcessingLimits | None = None,
+                source: RawParts | None = None) -> tuple[ParsedAttachment, ...]:
     """The attachments among ``leaves``; what had to be repaired is added to ``defects``.
 
+    ``source`` (the raw message) gives enclosed messages their bytes as sent.
     A TNEF part (Outlook's winmail.dat) is kept, followed by the files it
     carries; these count towards the part limit.
     """
     files: list[ParsedAttachment] = []
     room: int | None = None
     for part, index in leaves:
-        found = attachment(part, index, defects)
+        found = attachment(part, index, defects, source)
         if found is None:
             continue
         files.append(found)
@@ -115,7 +117,8 @@ def forwarded_text(leaves: list[Leaf]) -> str:
     return ""
 
 
-def attachment(part: Message, index: int, defects: list[str]) -> ParsedAttachment | None:
+def attachment(part: Message, index: int, defects: list[str],
+               source: RawParts | None = None) -> ParsedAttachment | None:
     """The part as an attachment, or None for a body part or an empty broken multipart."""
     content_type = part.get_content_type()
     content = payload(part)
@@ -125,7 +128,7 @@ def attachment(part: Message, index: int, defects: list[str]) -> ParsedAttachmen
             and not str(content or "").strip()):
         return None  # a boundary never found, and no text to keep as a file
     if part.get_content_maintype() == "message" and isinstance(content, list):
-        data = _enclosed_bytes(part, content)
+        data = _enclosed_bytes(part, content, source, defects)
     else:
         data = decoded_payload(part, defects)
     return ParsedAttachment(
@@ -134,21 +137,36 @@ def attachment(part: Message, index: int, defects: list[str]) -> ParsedAttachmen
         content_type=clean_text(content_type)[:255],
         content=data,
         sha256=hashlib.sha256(data).hexdigest(),
+        content_id=(cid := content_id(part)),
+        inline=is_inline(part, cid, source.in_related if source else lambda _: False),
     )
 
 
-def _enclosed_bytes(part: Message, messages: list[Message]) -> bytes:
-    # message/delivery-status holds several header blocks; the others one message.
-    data = b"".join(m.as_bytes() for m in messages)
+def _enclosed_bytes(part: Message, messages: list[Message], source: RawParts | None,
+                    defects: list[str]) -> bytes:
+    """The body of a message/* part as sent, transfer-decoded if the sender encoded it."""
+    data = source.body(part) if source is not None else None
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-    if encoding in ("base64", "quoted-printable") and messages:
-        # RFC 2046 5.2.1 forbids encoding message/rfc822, but senders do it; the
-        # stdlib then parsed the encoded text as a message. Keep the decoded bytes.
-        with contextlib.suppress(binascii.Error, ValueError):
-            encoded = data.lstrip(b"\r\n")
-            data = (base64.b64decode(encoded) if encoding == "base64"
-                    else quopri.decodestring(encoded))
+    if data is None:
+        # Boundaries the walk could not follow: the tree's bytes, re-serialised.
+        data = b"".join(m.as_bytes() for m in messages)
+        if source is not None:
+            _defect(defects, f"{clean_text(part.get_content_type())} part not found in the "
+                             "raw message; stored re-serialised")
+        if encoding in ("base64", "quoted-printable"):
+            data = data.lstrip(b"\r\n")  # as_bytes of a message with no header block
+    # RFC 2046 5.2.1 forbids encoding message/rfc822, but senders do it; the
+    # stdlib then parsed the encoded text as a message. Keep the decoded bytes.
+    if encoding == "quoted-printable":
+        return quopri.decodestring(data)  # binascii: keeps the lines' CRLF
+    if encoding == "base64":
+        return base64_bytes(data, defects, clean_text(part.get_content_type()))
     return data
+
+
+def _defect(defects: list[str], defect: str) -> None:
+    if defect not in defects:
+        defects.append(defect)
 
 
 def _filename(part: Message) -> str | None:
