@@ -141,3 +141,11 @@ def test_body_part_decodes_the_same_way() -> None:
     assert defects == ["uuencoded text/plain part: no begin line; decoded as far as possible"]
     quoted = message_from_bytes(b"Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=\r\n")
     assert decoded_payload(quoted, defects) == "Grü".encode()
+
+
+def test_words_after_the_padding_are_not_data() -> None:
+    """`...Cg== ignored`: the words beyond the padding are dropped, not decoded into garbage."""
+    defects: list[str] = []
+    assert base64_bytes(b"ecO2dMOkIHZhYW4uCg== ignored\r\n", defects) == "yötä vaan.\n".encode()
+    assert defects == ["invalid base64 in application/octet-stream part: text after padding "
+                       "ignored; decoded as far as possible"]

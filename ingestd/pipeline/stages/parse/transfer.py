@@ -55,12 +55,21 @@ def base64_bytes(raw: bytes, defects: list[str], kind: str = "application/octet-
         return _lenient_base64(raw, defects, kind)
 
 
+_WORDS_AFTER_PADDING = re.compile(rb"=[ \t]+(\S)")
+
+
 def _lenient_base64(raw: bytes, defects: list[str], kind: str) -> bytes:
     out = bytearray()
     pending = b""  # characters of an unfinished 4-character group
-    bad = garbage = used = dropped = stray_pads = 0
+    bad = garbage = used = dropped = stray_pads = ignored = 0
     padded = resumed = False
     for text in raw.splitlines():
+        words_after = _WORDS_AFTER_PADDING.search(text)
+        if words_after is not None:
+            # "...Cg== ignored": words after the padding, beyond a space, are
+            # not data (blocks glued to the padding still are).
+            text = text[:words_after.start(1)]
+            ignored += 1
         line = text.translate(None, _WHITESPACE)
         if not line:
             continue
@@ -102,6 +111,7 @@ def _lenient_base64(raw: bytes, defects: list[str], kind: str) -> bytes:
         (len(pending) >= 2, "padding missing"),
         (stray_pads, "padding where none belongs"),
         (resumed, "data after padding decoded too"),
+        (ignored, "text after padding ignored"),
     ) if count]
     defects.append(f"invalid base64 in {kind} part: {', '.join(reasons) or 'malformed'}; "
                    "decoded as far as possible")
