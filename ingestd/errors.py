@@ -19,7 +19,9 @@ matters to callers is whether trying again later can succeed:
         ├── LimitExceeded         a message breaks a processing limit (quarantined)
         ├── SchemaOutdated        the database needs `ingestd db upgrade`
         └── InvalidRequest        a command asked for what the data does not allow
-            └── NotFound          a command named a row that does not exist
+            ├── NotFound          a command named a row that does not exist (or not for you)
+            ├── Forbidden         not allowed to the caller (HTTP 403)
+            └── AlreadyActed      a My Inbox item was already acted on (HTTP 409)
 
 ``StorageError`` is mixed into the three storage errors, for callers that
 handle any database failure alike and read ``temporary`` for the exit code.
@@ -34,6 +36,7 @@ refused permanently because of our own defect.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 def first_line(exc: BaseException) -> str:
@@ -135,7 +138,22 @@ class InvalidRequest(PermanentError):
 
 
 class NotFound(InvalidRequest):
-    """A command named a row that does not exist."""
+    """A command named a row that does not exist (or one the caller may not see)."""
+
+
+class Forbidden(InvalidRequest):
+    """The caller may see the row but not do this to it (a non-administrator's delete)."""
+
+
+class AlreadyActed(InvalidRequest):
+    """A My Inbox item was already attached, converted, noted or deleted.
+
+    ``current`` is the item's record as it is now (the HTTP API answers 409 with it).
+    """
+
+    def __init__(self, message: str, current: dict[str, Any]) -> None:
+        self.current = current
+        super().__init__(message)
 
 
 class YamlSyntaxError(PermanentError):
