@@ -181,7 +181,9 @@ def _name(name: str, address: str) -> str | None:
 
 
 def _bounded(sender: SenderFields) -> SenderFields:
-    if sender.address is not None and "@" not in sender.address:
+    if sender.address is not None and "@" not in sender.address and not any(
+            d.endswith(f"address without a domain: {sender.address[:100]}")
+            for d in sender.defects):
         sender.defects.append(f"From address without @: {sender.address[:100]}")
     if sender.address is not None and len(sender.address) > _MAX_ADDRESS:
         sender.defects.append(f"From address of {len(sender.address)} characters ignored")
