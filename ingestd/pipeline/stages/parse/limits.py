@@ -10,6 +10,7 @@ quarantined by the worker.
 from __future__ import annotations
 
 import re
+from email import errors
 from email.message import Message
 from email.parser import BytesParser
 from typing import Any
@@ -18,8 +19,11 @@ from ingestd.config.settings import ProcessingLimits
 from ingestd.errors import LimitExceeded
 from ingestd.mailbytes import header_length
 from ingestd.mailtext import POLICY
+from ingestd.pipeline.stages.parse.boundaries import reread
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+# What the stdlib records when it lost track of a multipart's boundaries.
+_BOUNDARY_FAULTS = (errors.StartBoundaryNotFoundDefect, errors.CloseBoundaryNotFoundDefect)
 _LOOSE_BOUNDARY = re.compile(r'\bboundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
 
 Leaf = tuple[Message, int]  # the part, and its index among its parent's parts
@@ -53,7 +57,14 @@ def read_tree(raw: bytes, limits: ProcessingLimits) -> tuple[Message, list[Leaf]
         tree = BytesParser(_class=LenientMessage, policy=POLICY).parsebytes(raw)
     except RecursionError as exc:
         raise LimitExceeded("depth") from exc
-    return tree, check_shape(tree, limits)
+    leaves, faulted = _shape(tree, limits)
+    if faulted:
+        # A boundary fault: the stdlib may have lost parts (a nested multipart
+        # reusing its parent's boundary, parts after its close); read the
+        # multiparts again as mail clients do.
+        tree = reread(raw, limits, LenientMessage)
+        leaves, _ = _shape(tree, limits)
+    return tree, leaves
 
 
 def check_shape(tree: Message, limits: ProcessingLimits) -> list[Leaf]:
@@ -65,7 +76,13 @@ def check_shape(tree: Message, limits: ProcessingLimits) -> list[Leaf]:
     limits still count what is inside: an enclosed message is no cheaper to
     store and show than the same parts at the top.
     """
+    return _shape(tree, limits)[0]
+
+
+def _shape(tree: Message, limits: ProcessingLimits) -> tuple[list[Leaf], bool]:
+    """``check_shape``, and whether any part shows a boundary fault."""
     leaves: list[Leaf] = []
+    faulted = False
     count = 0
     # (part, depth, index among siblings, whether it is one of this message's leaves)
     stack: list[tuple[Message, int, int, bool]] = [(tree, 1, 0, True)]
@@ -76,6 +93,7 @@ def check_shape(tree: Message, limits: ProcessingLimits) -> list[Leaf]:
             raise LimitExceeded("parts")
         if depth > limits.max_depth:
             raise LimitExceeded("depth")
+        faulted = faulted or any(isinstance(d, _BOUNDARY_FAULTS) for d in part.defects)
         _strip_transfer_encoding(part)
         content = payload(part)
         enclosed = part.get_content_maintype() == "message"
@@ -85,7 +103,7 @@ def check_shape(tree: Message, limits: ProcessingLimits) -> list[Leaf]:
             inside = own and not enclosed
             stack.extend((child, depth + 1, i, inside)
                          for i, child in reversed(list(enumerate(content))))
-    return leaves
+    return leaves, faulted
 
 
 def payload(part: Message) -> Any:

@@ -1,0 +1,170 @@
+"""Broken multipart structure read the way mail clients read it (``parse/boundaries.py``).
+
+Each behaviour is pinned on a small hand-made message; none needs the
+third-party corpora.
+"""
+
+from __future__ import annotations
+
+from email.message import Message
+from email.parser import BytesParser
+
+import pytest
+
+from ingestd.config.settings import ProcessingLimits
+from ingestd.errors import LimitExceeded
+from ingestd.mailtext import POLICY
+from ingestd.pipeline.parsed import ParsedMessage
+from ingestd.pipeline.stages.parse import parse_message
+from ingestd.pipeline.stages.parse.boundaries import reread
+from ingestd.pipeline.stages.parse.limits import LenientMessage, read_tree
+from tests.conftest import FIXTURES
+
+
+def _parse(name: str) -> ParsedMessage:
+    return parse_message((FIXTURES / name).read_bytes(), ProcessingLimits())
+
+
+def _files(parsed: ParsedMessage) -> list[tuple[str, str]]:
+    return [(a.filename, a.content_type) for a in parsed.attachments]
+
+
+def test_nested_multipart_reusing_its_parents_boundary_keeps_the_parts_after_its_close() -> None:
+    """Outlook Express for Mac: the innermost multipart claims the shared delimiter first.
+
+    The stdlib gives the enclosing one the first claim: the alternative comes
+    out empty and the image after its close delimiter is lost in the epilogue.
+    """
+    parsed = _parse("mime-reused-boundary.eml")
+    assert parsed.text.strip() == "The scanner shows this error."
+    assert parsed.html is not None and "The scanner shows this error." in parsed.html
+    assert _files(parsed) == [("error.gif", "image/gif")]
+    assert parsed.attachments[0].content.startswith(b"GIF89a")
+    assert "MultipartReadInnermostFirstDefect" in parsed.defects
+
+
+def test_enclosing_delimiter_ends_an_unclosed_nested_multipart() -> None:
+    """RFC 2046 5.1.2: the outer delimiter ends the inner multipart; what follows is the outer's."""
+    parsed = _parse("mime-enclosing-boundary-ends-nested.eml")
+    assert parsed.text.strip() == "The log of last night's crash is attached."
+    assert _files(parsed) == [("crash.log", "text/plain")]
+    assert parsed.attachments[0].content == b"kernel: out of memory"
+    assert "CloseBoundaryNotFoundDefect" in parsed.defects
+
+
+def test_delimiter_straight_after_the_header_fields_is_a_delimiter() -> None:
+    """No blank line, and a colon in the boundary: the delimiter is not one more header field."""
+    parsed = _parse("mime-delimiter-after-headers.eml")
+    assert parsed.text.strip() == "Please send the parcel to the new address."
+    assert parsed.attachments == ()
+    assert parsed.from_address == "tameka@shop.example"
+
+
+def test_lone_close_delimiter_after_mime_fields_reads_the_text_before_it_as_a_part() -> None:
+    """MIME::Lite left out the opening delimiter: the HTML part is the body, not a raw file."""
+    parsed = _parse("mime-opening-delimiter-missing.eml")
+    assert parsed.text.strip() == "Your order 1042 has shipped."
+    assert parsed.attachments == ()
+    assert "OpeningDelimiterMissingDefect" in parsed.defects
+
+
+def test_lone_close_delimiter_after_plain_text_leaves_the_text_in_the_preamble() -> None:
+    """Without MIME header fields the text before the close stays what the stdlib makes of it."""
+    raw = (b"From: a@b.example\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+           b"Just a note.\n--b--\n")
+    tree, _ = read_tree(raw, ProcessingLimits())
+    assert tree.get_payload() == "Just a note.\n"
+    assert "OpeningDelimiterMissingDefect" not in parse_message(raw, ProcessingLimits()).defects
+
+
+def test_close_delimiter_at_the_end_of_the_last_line_is_cut_from_the_text() -> None:
+    parsed = _parse("mime-close-delimiter-in-text.eml")
+    assert parsed.text == "The printer jams on every page.\nThanks"
+    assert "CloseDelimiterInTextDefect" in parsed.defects
+
+
+def test_close_delimiter_inside_a_line_is_text() -> None:
+    """Only at the end of the last line, and only when no close delimiter line came."""
+    raw = (b"From: a@b.example\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+           b"--b\nContent-Type: text/plain\n\nsee --b-- here\n--b--\n")
+    assert parse_message(raw, ProcessingLimits()).text.strip() == "see --b-- here"
+
+
+def test_mail_parser_still_fails_on_an_inner_boundary_that_never_appears() -> None:
+    """The fixture the stdlib-fallback test of the processing suite relies on."""
+    parsed = _parse("mime-inner-boundary-missing.eml")
+    assert parsed.text.strip() == "The printer is still broken."
+    assert "mail-parser failed: AttributeError" in parsed.defects
+
+
+def _unclosed(body: bytes, charset: bytes = b"utf-8") -> bytes:
+    return (b"From: a@b.example\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+            b"--b\nContent-Type: text/plain; charset=" + charset + b"\n"
+            b"Content-Transfer-Encoding: 8bit\n\n" + body + b"\n")
+
+
+def test_eight_bit_text_survives_the_reread() -> None:
+    """Payloads keep their raw bytes: the charset still decodes them."""
+    raw = _unclosed("Grüße aus Köln".encode())
+    parsed = parse_message(raw, ProcessingLimits())
+    assert parsed.text.strip() == "Grüße aus Köln"
+    assert "MultipartReadInnermostFirstDefect" in parsed.defects
+    latin = parse_message(_unclosed("Grüße".encode("latin-1"), b"iso-8859-1"), ProcessingLimits())
+    assert latin.text.strip() == "Grüße"
+
+
+def test_delimiter_lines_in_a_row_open_one_part() -> None:
+    raw = (b"From: a@b.example\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+           b"--b\n--b\nContent-Type: text/plain\n\nonly part\n--b\nContent-Type: text/plain\n\n"
+           b"second\n")
+    _, leaves = read_tree(raw, ProcessingLimits())
+    assert [part.get_payload() for part, _ in leaves] == ["only part", "second"]
+
+
+def test_lone_carriage_returns_end_lines() -> None:
+    """Old Mac mail: CR alone ends every line, delimiters included."""
+    raw = _unclosed(b"one\rtwo").replace(b"\n", b"\r")
+    assert parse_message(raw, ProcessingLimits()).text.strip() == "one\ntwo"
+
+
+def _many_parts(count: int, *, nested: bool) -> bytes:
+    head = b"From: a@b.example\nSubject: s\nContent-Type: multipart/mixed; boundary=b0\n\n"
+    if nested:  # each part opens a multipart reusing no boundary, none closed
+        body = b"".join(b"--b%d\nContent-Type: multipart/mixed; boundary=b%d\n\n" % (i, i + 1)
+                        for i in range(count))
+    else:  # reused boundaries and no close: a fault that sends the message to the reread
+        body = b"".join(b"--b0\nContent-Type: text/plain\n\npart %d\n" % i for i in range(count))
+    return head + body
+
+
+@pytest.mark.parametrize(("nested", "which"), [(False, "parts"), (True, "depth")])
+def test_limits_hold_in_the_reread(nested: bool, which: str) -> None:
+    limits = ProcessingLimits(max_parts=20, max_depth=10)
+    raw = _many_parts(30, nested=nested)
+    with pytest.raises(LimitExceeded) as raised:
+        reread(raw, limits, LenientMessage)
+    assert raised.value.which == which
+    with pytest.raises(LimitExceeded):
+        parse_message(raw, limits)
+
+
+def _shape(message: Message) -> list[object]:
+    """Everything of a tree that the parse stage reads, defects aside."""
+    found: list[object] = []
+    for part in message.walk():
+        content = part.get_payload()
+        found.append((part.get_content_type(), list(part.items()), part.preamble, part.epilogue,
+                      None if isinstance(content, list) else vars(part).get("_payload")))
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.eml")))
+def test_reread_of_a_sound_message_is_the_stdlibs_tree(name: str) -> None:
+    """On every hand-made fixture the reread gives the stdlib's tree, except where it repairs."""
+    raw = (FIXTURES / name).read_bytes()
+    stdlib = BytesParser(_class=LenientMessage, policy=POLICY).parsebytes(raw)
+    ours = reread(raw, ProcessingLimits(), LenientMessage)
+    repaired = {"mime-reused-boundary.eml", "mime-delimiter-after-headers.eml",
+                "mime-opening-delimiter-missing.eml", "mime-close-delimiter-in-text.eml",
+                "reused-boundary-unclosed.eml"}
+    assert (_shape(ours) == _shape(stdlib)) is (name not in repaired)
