@@ -75,6 +75,7 @@ Line endings
 from __future__ import annotations
 
 import binascii
+import contextlib
 import hashlib
 import json
 import re
@@ -336,7 +337,7 @@ def _text_hints(ours: str, theirs: str, expected: dict[str, Any]) -> list[str]:
             text = normalise_layout(body)
             if text and text in ours and text not in theirs:
                 hints.append(f"ours includes attachment #{index} ({_describe(part)}) in the body")
-    return hints
+    return hints + _quarantine_hints(expected, expected.get("attachments") or ())
 
 
 def _nested_texts(message: dict[str, Any]) -> list[str]:
@@ -385,6 +386,8 @@ def _text_matches(ours: ParsedAttachment, text: str, charset: str | None) -> boo
 
 def _pairs_with(ours: ParsedAttachment, part: dict[str, Any]) -> bool:
     kind, body = next(iter(part["body"].items()))
+    if ours.content in _decodings(part):
+        return True
     if kind in ("Binary", "InlineBinary"):
         return ours.sha256 == hashlib.sha256(bytes(body)).hexdigest()
     if kind in ("Text", "Html"):
@@ -405,7 +408,7 @@ def _same_subject(content: bytes, message: dict[str, Any]) -> bool:
         ours = str(make_header(decode_header(str(ours)))) if ours is not None else ""
     except Exception:
         return False
-    return ours.split() == subject["Text"].split()
+    return bool(ours.split() == subject["Text"].split())
 
 
 def _ours(attachment: ParsedAttachment) -> str:
@@ -433,12 +436,33 @@ def compare_attachments(parsed: ParsedMessage, expected: dict[str, Any]) -> Verd
             f"#{i} {_describe(p)}{_where(expected, i)}" for i, p in unpaired))
     if unpaired_ours:
         reason.append("ours, unmatched: " + _listing(_ours(a) for a in unpaired_ours))
-    uuencoded = [i for i, p in unpaired
-                 if any(_uudecode(_body_bytes(p)) == a.content for a in unpaired_ours)]
-    if uuencoded:
-        reason.append(f"expected #{', #'.join(map(str, uuencoded))} still x-uuencoded"
-                      " (stalwart does not decode it); ours is its uudecoding")
+    reason += _quarantine_hints(expected, [i for i, _ in unpaired])
     return Verdict(False, "; ".join(reason))
+
+
+def _decodings(part: dict[str, Any]) -> list[bytes]:
+    """What ours may hold for a part stalwart kept undecoded; see the module docstring."""
+    data = _body_bytes(part)
+    found = [decoded] if (decoded := _uudecode(data)) is not None else []
+    encoding = _header(part, "content_transfer_encoding")
+    if part.get("is_encoding_problem") and isinstance(encoding, dict) \
+            and str(encoding.get("Text", "")).lower() == "base64":
+        letters = re.sub(rb"[^A-Za-z0-9+/]", b"", data)
+        for quanta in (letters[:len(letters) - len(letters) % 4],
+                       letters + b"=" * (-len(letters) % 4)):
+            with contextlib.suppress(binascii.Error):
+                found.append(binascii.a2b_base64(quanta))
+    return found
+
+
+def _quarantine_hints(expected: dict[str, Any], indices: Iterable[int]) -> list[str]:
+    """Name the expected attachments stalwart lists only because it flags them as broken."""
+    flagged = [i for i in indices if expected["parts"][i].get("is_encoding_problem")]
+    if not flagged:
+        return []
+    return [f"stalwart flags #{', #'.join(map(str, flagged))} is_encoding_problem (no delimiter"
+            " after it, or undecodable) and so lists it as an attachment; ours reads it as what"
+            " its headers say (convention: a cut-short text part stays the body)"]
 
 
 def _body_bytes(part: dict[str, Any]) -> bytes:

@@ -90,6 +90,60 @@ def test_close_delimiter_inside_a_line_is_text() -> None:
     assert parse_message(raw, ProcessingLimits()).text.strip() == "see --b-- here"
 
 
+def test_mistyped_boundary_is_taken_from_the_delimiter_lines() -> None:
+    """The declared boundary never comes; the lines show the one the sender used."""
+    parsed = _parse("mime-boundary-mistyped.eml")
+    assert parsed.text.strip() == "Your message could not be delivered to bob@example.org."
+    assert [a.content_type for a in parsed.attachments] == ["message/delivery-status"]
+    assert "BoundaryGuessedDefect" in parsed.defects
+
+
+def test_delimiters_written_without_their_leading_dashes() -> None:
+    """``boundary="------=_NextPart"`` and delimiter lines that are the boundary itself."""
+    parsed = _parse("mime-delimiters-without-dashes.eml")
+    assert parsed.text.strip() == "The library received a gift of $240,000."
+    assert parsed.attachments == ()
+
+
+def test_multipart_without_boundary_parameter_takes_it_from_its_lines() -> None:
+    raw = (b"From: a@b.example\nSubject: s\nContent-Type: multipart/report; report-type=x;\n"
+           b"\tbo\n\n--JAB03225.98/host\nContent-Type: text/plain\n\nreturned mail\n"
+           b"--JAB03225.98/host--\n")
+    assert parse_message(raw, ProcessingLimits()).text.strip() == "returned mail"
+
+
+def test_guessing_ignores_signature_separators_and_rules() -> None:
+    raw = (b"From: a@b.example\nSubject: s\nContent-Type: multipart/mixed; boundary=gone\n\n"
+           b"Thanks\n-- \nAlice\n-- \n------\n------\n")
+    tree, _ = read_tree(raw, ProcessingLimits())
+    assert not tree.is_multipart()
+    assert parse_message(raw, ProcessingLimits()).text.startswith("Thanks\n-- \nAlice")
+
+
+def test_parameter_on_a_line_of_its_own_continues_the_field() -> None:
+    """Office 365 delivery reports: ``boundary=`` below ``Content-Type: ...;`` without indent."""
+    parsed = _parse("mime-parameter-own-line.eml")
+    assert parsed.text.strip() == "example.org rejected your message to bob@example.org."
+    assert parsed.html is not None and "rejected your message" in parsed.html
+    assert [a.content_type for a in parsed.attachments] == ["message/delivery-status"]
+    assert "ParameterOnItsOwnLineDefect" in parsed.defects
+
+
+def test_a_field_after_a_semicolon_is_still_a_field() -> None:
+    raw = (b"From: a@b.example\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+           b"--b\nContent-Type: text/plain;\nContent-Disposition: inline\n\nhello\n")
+    _, leaves = read_tree(raw, ProcessingLimits())
+    assert leaves[0][0].get_content_disposition() == "inline"
+    assert "ParameterOnItsOwnLineDefect" not in parse_message(raw, ProcessingLimits()).defects
+
+
+def test_text_of_a_multipart_whose_boundary_never_came_is_the_body() -> None:
+    """No body of its own: the text is what the sender wrote, only its structure is broken."""
+    parsed = _parse("mime-boundary-never-found.eml")
+    assert parsed.text.startswith("Hi there,\n\nThis is the dingus fish.")
+    assert "StartBoundaryNotFoundDefect" in parsed.defects
+
+
 def test_mail_parser_still_fails_on_an_inner_boundary_that_never_appears() -> None:
     """The fixture the stdlib-fallback test of the processing suite relies on."""
     parsed = _parse("mime-inner-boundary-missing.eml")
@@ -166,5 +220,6 @@ def test_reread_of_a_sound_message_is_the_stdlibs_tree(name: str) -> None:
     ours = reread(raw, ProcessingLimits(), LenientMessage)
     repaired = {"mime-reused-boundary.eml", "mime-delimiter-after-headers.eml",
                 "mime-opening-delimiter-missing.eml", "mime-close-delimiter-in-text.eml",
-                "reused-boundary-unclosed.eml"}
+                "reused-boundary-unclosed.eml", "mime-boundary-mistyped.eml",
+                "mime-delimiters-without-dashes.eml", "mime-parameter-own-line.eml"}
     assert (_shape(ours) == _shape(stdlib)) is (name not in repaired)

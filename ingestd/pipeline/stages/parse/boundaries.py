@@ -27,8 +27,13 @@ from email.parser import BytesParser
 from ingestd.config.settings import ProcessingLimits
 from ingestd.errors import LimitExceeded
 from ingestd.mailtext import POLICY
+from ingestd.pipeline.stages.parse.headerblock import (
+    before_line_break,
+    boundary_in_use,
+    delimiter_at,
+    header_block,
+)
 
-_HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")  # as the stdlib's headerRE
 _MIME_FIELD = re.compile(rb"^content-", re.IGNORECASE | re.MULTILINE)
 _LAST_LINE_BREAK = re.compile(r"(\r\n|\r|\n)\Z")
 _LEAF, _MULTIPART, _ENCLOSED = range(3)
@@ -41,6 +46,14 @@ class MultipartReadInnermostFirstDefect(errors.MessageDefect):
 
 class OpeningDelimiterMissingDefect(errors.MessageDefect):
     """Only a close delimiter, after MIME header fields: the text before it was read as one part."""
+
+
+class BoundaryGuessedDefect(errors.MessageDefect):
+    """The declared boundary never came; the one the body's delimiter lines use was taken."""
+
+
+class ParameterOnItsOwnLineDefect(errors.MessageDefect):
+    """A parameter line without leading white space was read as part of the field before it."""
 
 
 class CloseDelimiterInTextDefect(errors.MessageDefect):
@@ -58,6 +71,7 @@ class _Open:
     boundary: bytes = b""
     state: int = _PREAMBLE
     mark: int = 0  # where the preamble or the epilogue began
+    guessed: bool = False  # its boundary was guessed from its lines (only tried once)
     broken_end: int = -1  # a close delimiter came before any other: where the text ends
     children: list[Message] = field(default_factory=list)
 
@@ -78,13 +92,19 @@ class _Reader:
 
     def run(self) -> Message:
         position = self.open(0)
-        while (found := self.next_delimiter(position)) is not None:
+        while True:
+            found = self.next_delimiter(position)
+            if self.guess_boundary(*(found[:2] if found else (len(self.raw), -1))):
+                position = self.stack[-1].body  # read it again with the boundary its lines use
+                continue
+            if found is None:
+                break
             line, level, close, after = found
             self.finish_above(level, line, own=True)
             frame = self.stack[level]
             if frame.state == _PREAMBLE and line > frame.mark and not close:
                 frame.message.preamble = _text(
-                    self.raw[frame.mark:_before_line_break(self.raw, line)])
+                    self.raw[frame.mark:before_line_break(self.raw, line)])
             if close and frame.state == _PREAMBLE:
                 if self.starts_with_part(frame, line):
                     # The opening delimiter is missing: the text before the close is a part.
@@ -115,39 +135,22 @@ class _Reader:
             self.parts += 1
             if self.parts > self.limits.max_parts or len(self.stack) >= self.limits.max_depth:
                 raise LimitExceeded("parts" if self.parts > self.limits.max_parts else "depth")
-            headers_end, body = self.header_block(start)
-            message = self.parser.parsebytes(self.raw[start:headers_end], headersonly=True)
+            block = header_block(self.raw, start, self.parser, self.ends_fields)
+            message = self.parser.parsebytes(block.fields, headersonly=True)
+            if block.rejoined:
+                message.defects.append(ParameterOnItsOwnLineDefect())
+            body = block.body
             if self.stack and self.stack[-1].message.get_content_type() == "multipart/digest":
                 message.set_default_type("message/rfc822")
             boundary = _boundary_bytes(message)
-            kind = _kind(message, boundary)
+            kind = _kind(message)
             self.stack.append(_Open(kind, start, body, message, boundary, mark=body))
             if kind != _ENCLOSED:
                 return body
             start = body  # the enclosed message's own header block
 
-    def header_block(self, start: int) -> tuple[int, int]:
-        """(end of the header lines, start of the body) of the part at ``start``."""
-        position, end = start, len(self.raw)
-        own: bytes | None = None  # the boundary these header fields declare, once needed
-        while position < end:
-            line_end, following = _line(self.raw, position)
-            line = self.raw[position:line_end]
-            if not line:
-                return position, following
-            if line.startswith(b"--") and _HEADER_LINE.match(line):
-                # With a colon in the boundary (--9-27=:18061), a delimiter straight
-                # after the header fields reads as one more field.
-                if own is None:
-                    own = _boundary_bytes(self.parser.parsebytes(self.raw[start:position],
-                                                                 headersonly=True))
-                if self.match(position) is not None \
-                        or (own and _delimiter(self.raw, position, own) is not None):
-                    return position, position  # a part of header fields only
-            elif not _HEADER_LINE.match(line):
-                return position, position  # a body with no blank line before it
-            position = following
-        return end, end
+    def ends_fields(self, line: int, declared: bytes) -> bool:
+        return self.match(line) is not None or delimiter_at(self.raw, line, declared) is not None
 
     def next_delimiter(self, position: int) -> tuple[int, int, bool, int] | None:
         raw = self.raw
@@ -162,7 +165,7 @@ class _Reader:
         for level in range(len(self.stack) - 1, -1, -1):
             frame = self.stack[level]
             if frame.kind == _MULTIPART and frame.state != _EPILOGUE:
-                found = _delimiter(self.raw, line, frame.boundary)
+                found = delimiter_at(self.raw, line, frame.boundary)
                 if found is not None:
                     return (level, *found)
         return None
@@ -174,7 +177,7 @@ class _Reader:
         it, and any open at the end of the input, was never closed.
         """
         raw = self.raw
-        trimmed = _before_line_break(raw, line)
+        trimmed = before_line_break(raw, line)
         while len(self.stack) > level + 1:
             part = self.stack.pop()
             parent = self.stack[-1] if self.stack else None
@@ -202,8 +205,11 @@ class _Reader:
             # The boundary never came: the body stays text, as the stdlib leaves it.
             text_end = line if part.broken_end < 0 else part.broken_end
             message.set_payload(_text(self.raw[part.body:text_end]))
-            message.defects.append(errors.StartBoundaryNotFoundDefect())
-            message.epilogue = None if in_multipart else ""
+            if _boundary_bytes(message):
+                message.defects.append(errors.StartBoundaryNotFoundDefect())
+                message.epilogue = None if in_multipart else ""
+            else:
+                message.defects.append(errors.NoBoundaryInMultipartDefect())
             return message
         message.set_payload(list(part.children))
         if part.kind == _MULTIPART:
@@ -214,10 +220,27 @@ class _Reader:
                 message.epilogue = None if in_multipart and not epilogue else epilogue
         return message
 
+    def guess_boundary(self, line: int, level: int) -> bool:
+        """Whether the multipart ``line`` ends never saw its boundary but its lines show one.
+
+        Tried once per multipart; the body is then read again (``boundary_in_use``).
+        """
+        frame = self.stack[-1]
+        if len(self.stack) - 1 <= level or frame.kind != _MULTIPART \
+                or frame.state != _PREAMBLE or frame.guessed:
+            return False
+        frame.guessed = True
+        boundary = boundary_in_use(self.raw, frame.body, line)
+        if boundary is None:
+            return False
+        frame.boundary = boundary
+        frame.message.defects.append(BoundaryGuessedDefect())
+        return True
+
     def starts_with_part(self, frame: _Open, close: int) -> bool:
         """Whether the text before a lone close delimiter begins with MIME header fields."""
-        headers_end, _ = self.header_block(frame.body)
-        return _MIME_FIELD.search(self.raw, frame.body, min(headers_end, close)) is not None
+        fields = header_block(self.raw, frame.body, self.parser, self.ends_fields).fields
+        return _MIME_FIELD.search(fields) is not None
 
     def close_in_text(self, frame: _Open, part: _Open, end: int) -> int | None:
         """Where the last part ends if its last line ends with the close delimiter."""
@@ -235,9 +258,9 @@ class _Reader:
         return glued
 
 
-def _kind(message: Message, boundary: bytes) -> int:
-    if boundary:
-        return _MULTIPART
+def _kind(message: Message) -> int:
+    if message.get_content_maintype() == "multipart":
+        return _MULTIPART  # without a boundary too: its lines may show one
     # As the stdlib: every message/* but delivery-status holds one message.
     if message.get_content_maintype() == "message" \
             and message.get_content_type() != "message/delivery-status":
@@ -248,28 +271,6 @@ def _kind(message: Message, boundary: bytes) -> int:
 def _boundary_bytes(message: Message) -> bytes:
     boundary = message.get_boundary() if message.get_content_maintype() == "multipart" else None
     return str(boundary).encode("utf-8", "surrogateescape") if boundary else b""
-
-
-def _delimiter(raw: bytes, line: int, boundary: bytes) -> tuple[bool, int] | None:
-    """(whether it closes, start of the next line) if ``line`` is a delimiter of ``boundary``."""
-    if not raw.startswith(boundary, line + 2) or not raw.startswith(b"--", line):
-        return None
-    line_end, following = _line(raw, line)
-    rest = raw[line + 2 + len(boundary):line_end]
-    close = rest.startswith(b"--")
-    return None if (rest[2:] if close else rest).strip(b" \t") else (close, following)
-
-
-def _line(raw: bytes, start: int) -> tuple[int, int]:
-    """(end of the line's content, start of the next line); CRLF, LF or a lone CR ends a line."""
-    newline = raw.find(b"\n", start)
-    stop = len(raw) if newline == -1 else newline
-    cr = raw.find(b"\r", start, stop)
-    if cr != -1 and cr + 1 != newline:
-        return cr, cr + 1
-    if newline == -1:
-        return len(raw), len(raw)
-    return (newline - 1 if cr != -1 else newline), newline + 1
 
 
 def _drop_last_line_break(message: Message) -> None:
@@ -284,15 +285,6 @@ def _drop_last_line_break(message: Message) -> None:
     content = vars(last).get("_payload")
     if isinstance(content, str):
         last.set_payload(_LAST_LINE_BREAK.sub("", content, count=1))
-
-
-def _before_line_break(raw: bytes, line: int) -> int:
-    """The line break before a delimiter belongs to the delimiter (RFC 2046 5.1.1)."""
-    if line >= 1 and raw[line - 1] == 0x0A:
-        return line - 2 if line >= 2 and raw[line - 2] == 0x0D else line - 1
-    if line >= 1 and raw[line - 1] == 0x0D:
-        return line - 1
-    return line
 
 
 def _text(data: bytes) -> str:

@@ -23,7 +23,8 @@ from ingestd.pipeline.stages.parse.boundaries import reread
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 # What the stdlib records when it lost track of a multipart's boundaries.
-_BOUNDARY_FAULTS = (errors.StartBoundaryNotFoundDefect, errors.CloseBoundaryNotFoundDefect)
+_BOUNDARY_FAULTS = (errors.StartBoundaryNotFoundDefect, errors.CloseBoundaryNotFoundDefect,
+                    errors.NoBoundaryInMultipartDefect)
 _LOOSE_BOUNDARY = re.compile(r'\bboundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
 
 Leaf = tuple[Message, int]  # the part, and its index among its parent's parts
