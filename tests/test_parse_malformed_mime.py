@@ -17,7 +17,7 @@ from ingestd.mailtext import POLICY
 from ingestd.pipeline.parsed import ParsedMessage
 from ingestd.pipeline.stages.parse import parse_message
 from ingestd.pipeline.stages.parse.boundaries import reread
-from ingestd.pipeline.stages.parse.limits import LenientMessage, read_tree
+from ingestd.pipeline.stages.parse.limits import LenientMessage, check_shape, read_tree
 from tests.conftest import FIXTURES
 
 
@@ -151,33 +151,44 @@ def test_mail_parser_still_fails_on_an_inner_boundary_that_never_appears() -> No
     assert "mail-parser failed: AttributeError" in parsed.defects
 
 
-def _unclosed(body: bytes, charset: bytes = b"utf-8") -> bytes:
+def _reread(body: bytes, charset: bytes = b"utf-8") -> bytes:
+    """A text part after a nested multipart whose boundary never comes: a fault to reread."""
     return (b"From: a@b.example\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+            b"--b\nContent-Type: multipart/related; boundary=never\n\n"
             b"--b\nContent-Type: text/plain; charset=" + charset + b"\n"
-            b"Content-Transfer-Encoding: 8bit\n\n" + body + b"\n")
+            b"Content-Transfer-Encoding: 8bit\n\n" + body + b"\n--b--\n")
 
 
 def test_eight_bit_text_survives_the_reread() -> None:
     """Payloads keep their raw bytes: the charset still decodes them."""
-    raw = _unclosed("Grüße aus Köln".encode())
+    raw = _reread("Grüße aus Köln".encode())
     parsed = parse_message(raw, ProcessingLimits())
     assert parsed.text.strip() == "Grüße aus Köln"
     assert "MultipartReadInnermostFirstDefect" in parsed.defects
-    latin = parse_message(_unclosed("Grüße".encode("latin-1"), b"iso-8859-1"), ProcessingLimits())
+    latin = parse_message(_reread("Grüße".encode("latin-1"), b"iso-8859-1"), ProcessingLimits())
     assert latin.text.strip() == "Grüße"
+
+
+def test_a_message_merely_cut_short_is_not_parsed_twice() -> None:
+    """No close delimiter, nothing else wrong: both readings agree, the stdlib's is kept."""
+    raw = (b"From: a@b.example\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
+           b"--b\nContent-Type: text/plain\n\nthe message was cut he")
+    parsed = parse_message(raw, ProcessingLimits())
+    assert parsed.text == "the message was cut he"
+    assert "MultipartReadInnermostFirstDefect" not in parsed.defects
 
 
 def test_delimiter_lines_in_a_row_open_one_part() -> None:
     raw = (b"From: a@b.example\nSubject: s\nContent-Type: multipart/mixed; boundary=b\n\n"
            b"--b\n--b\nContent-Type: text/plain\n\nonly part\n--b\nContent-Type: text/plain\n\n"
            b"second\n")
-    _, leaves = read_tree(raw, ProcessingLimits())
+    leaves = check_shape(reread(raw, ProcessingLimits(), LenientMessage), ProcessingLimits())
     assert [part.get_payload() for part, _ in leaves] == ["only part", "second"]
 
 
 def test_lone_carriage_returns_end_lines() -> None:
     """Old Mac mail: CR alone ends every line, delimiters included."""
-    raw = _unclosed(b"one\rtwo").replace(b"\n", b"\r")
+    raw = _reread(b"one\rtwo").replace(b"\n", b"\r")
     assert parse_message(raw, ProcessingLimits()).text.strip() == "one\ntwo"
 
 

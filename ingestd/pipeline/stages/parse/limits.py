@@ -22,9 +22,6 @@ from ingestd.mailtext import POLICY
 from ingestd.pipeline.stages.parse.boundaries import reread
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
-# What the stdlib records when it lost track of a multipart's boundaries.
-_BOUNDARY_FAULTS = (errors.StartBoundaryNotFoundDefect, errors.CloseBoundaryNotFoundDefect,
-                    errors.NoBoundaryInMultipartDefect)
 _LOOSE_BOUNDARY = re.compile(r'\bboundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
 
 Leaf = tuple[Message, int]  # the part, and its index among its parent's parts
@@ -60,9 +57,9 @@ def read_tree(raw: bytes, limits: ProcessingLimits) -> tuple[Message, list[Leaf]
         raise LimitExceeded("depth") from exc
     leaves, faulted = _shape(tree, limits)
     if faulted:
-        # A boundary fault: the stdlib may have lost parts (a nested multipart
-        # reusing its parent's boundary, parts after its close); read the
-        # multiparts again as mail clients do.
+        # The stdlib lost track of a boundary; read the multiparts again as
+        # mail clients do (rare: never for sound mail, nor for the common
+        # fault of a message cut short).
         tree = reread(raw, limits, LenientMessage)
         leaves, _ = _shape(tree, limits)
     return tree, leaves
@@ -94,7 +91,7 @@ def _shape(tree: Message, limits: ProcessingLimits) -> tuple[list[Leaf], bool]:
             raise LimitExceeded("parts")
         if depth > limits.max_depth:
             raise LimitExceeded("depth")
-        faulted = faulted or any(isinstance(d, _BOUNDARY_FAULTS) for d in part.defects)
+        faulted = faulted or (bool(part.defects) and _lost_parts(part))
         _strip_transfer_encoding(part)
         content = payload(part)
         enclosed = part.get_content_maintype() == "message"
@@ -105,6 +102,24 @@ def _shape(tree: Message, limits: ProcessingLimits) -> tuple[list[Leaf], bool]:
             stack.extend((child, depth + 1, i, inside)
                          for i, child in reversed(list(enumerate(content))))
     return leaves, faulted
+
+
+def _lost_parts(part: Message) -> bool:
+    """Whether the stdlib's reading of this part is one ``reread`` reads otherwise.
+
+    A boundary it never found (or none declared); a missing close delimiter
+    only if the last part's text ends with it. A message merely cut short
+    reads the same both ways and is not parsed twice.
+    """
+    if any(isinstance(d, (errors.StartBoundaryNotFoundDefect,
+                          errors.NoBoundaryInMultipartDefect)) for d in part.defects):
+        return True
+    content = vars(part).get("_payload")
+    if not any(isinstance(d, errors.CloseBoundaryNotFoundDefect) for d in part.defects) \
+            or not isinstance(content, list) or not content:
+        return False
+    last, close = vars(content[-1]).get("_payload"), "--" + str(part.get_boundary()) + "--"
+    return isinstance(last, str) and last[-len(close) - 64:].rstrip().endswith(close)
 
 
 def payload(part: Message) -> Any:
