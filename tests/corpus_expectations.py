@@ -44,7 +44,17 @@ Attachments
       attachments of type message/rfc822 whose bytes parse to a message with
       the same Subject (when stalwart's inner message has one): stalwart keeps
       only the parsed inner message, not its bytes, and we keep the inner
-      message re-serialised by the stdlib, so nothing byte-exact is compared.
+      message re-serialised by the stdlib, so nothing byte-exact is compared;
+    * a body stalwart keeps undecoded pairs with the attachment holding its
+      decoding (made fair on 2026-12-04: both sides read the same part, only
+      stalwart stops short of decoding it): an x-uuencoded part (``begin``
+      ... ``end``; stalwart does not decode x-uuencode, legacy/017, 026, 048)
+      pairs with its uudecoding, and a base64 part stalwart flags
+      ``is_encoding_problem`` and keeps as raw text because it is no base64
+      (rfc/000's audio and image parts are RFC 2046's placeholder sentences,
+      "... base64-encoded image data goes here ...") pairs with the lenient
+      decoding of its base64 letters, padded or with the incomplete
+      quantum dropped, which is what the stdlib gives.
 
     Nested messages are counted differently on the two sides. Stalwart counts
     a message/rfc822 part as ONE attachment of the outer message whatever its
@@ -60,8 +70,28 @@ Reasons
     sizes, the first differing words, and the unmatched parts on each side
     (``#N`` is stalwart's part index). Two causes are recognised and named:
     text of a nested message or of a text attachment that ours has in the
-    body and stalwart does not, and expected bodies still x-uuencoded (stalwart
-    does not decode x-uuencode; we do) whose uudecoding is our attachment.
+    body and stalwart does not, and expected parts stalwart flags
+    ``is_encoding_problem`` (see the conventions).
+
+Conventions of ours that stay misses
+    Where an agent would otherwise see an empty body or lose text, ingestd
+    reads on purpose otherwise than stalwart; these are counted as misses,
+    and their reasons name them:
+
+    * forward only: a message with no body of its own but an enclosed message
+      shows the enclosed message's text (``parse/attachments.forwarded_text``);
+      stalwart leaves the body empty;
+    * broken multipart: a multipart whose boundary never appears, with no
+      other body, shows its text as the body (also ``forwarded_text``);
+      stalwart lists that text as an attachment only;
+    * flagged part: a part after which no delimiter comes (the message ends,
+      or an enclosing multipart's delimiter ends it), or whose base64 does not
+      decode, is read as what its headers say, so a text part stays the body;
+      stalwart flags it ``is_encoding_problem`` and lists it as an attachment,
+      which would leave the body empty while a text part has text;
+    * empty plain text: an alternative whose text/plain part is empty shows
+      its HTML part's text (``parse_message``); stalwart's text body is the
+      empty plain part.
 
 Line endings
     The expectation files' part offsets match the .eml with every line ending
@@ -460,9 +490,8 @@ def _quarantine_hints(expected: dict[str, Any], indices: Iterable[int]) -> list[
     flagged = [i for i in indices if expected["parts"][i].get("is_encoding_problem")]
     if not flagged:
         return []
-    return [f"stalwart flags #{', #'.join(map(str, flagged))} is_encoding_problem (no delimiter"
-            " after it, or undecodable) and so lists it as an attachment; ours reads it as what"
-            " its headers say (convention: a cut-short text part stays the body)"]
+    return [f"stalwart flags #{', #'.join(map(str, flagged))} is_encoding_problem and lists it"
+            " as an attachment (convention: flagged part)"]
 
 
 def _body_bytes(part: dict[str, Any]) -> bytes:
