@@ -17,6 +17,7 @@ from ingestd.mailtext import POLICY
 from ingestd.pipeline.parsed import ParsedMessage
 from ingestd.pipeline.stages.parse import parse_message
 from ingestd.pipeline.stages.parse.boundaries import reread
+from ingestd.pipeline.stages.parse.headerblock import boundary_in_use
 from ingestd.pipeline.stages.parse.limits import LenientMessage, check_shape, read_tree
 from tests.conftest import FIXTURES
 
@@ -118,6 +119,18 @@ def test_guessing_ignores_signature_separators_and_rules() -> None:
     tree, _ = read_tree(raw, ProcessingLimits())
     assert not tree.is_multipart()
     assert parse_message(raw, ProcessingLimits()).text.startswith("Thanks\n-- \nAlice")
+
+
+def test_boundary_in_use_is_the_first_recurring_delimiter_line() -> None:
+    text = b"preamble\n-- \n------\n--old\n--real\nx\n--real--\n"
+    assert boundary_in_use(text, 0, len(text)) == b"real"
+    assert boundary_in_use(text, 0, text.index(b"--real--")) is None  # once is not enough
+
+
+def test_boundary_guess_gives_up_on_text_full_of_dashes() -> None:
+    """A sender's delimiters show early; thousands of dash lines are text, and cost no time."""
+    text = b"".join(b"--token%d\n" % i for i in range(100)) + b"--real\n--real--\n"
+    assert boundary_in_use(text, 0, len(text)) is None
 
 
 def test_parameter_on_a_line_of_its_own_continues_the_field() -> None:

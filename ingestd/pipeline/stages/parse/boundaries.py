@@ -164,7 +164,8 @@ class _Reader:
         """(stack level, whether it closes, start of the next line) of a delimiter at ``line``."""
         for level in range(len(self.stack) - 1, -1, -1):
             frame = self.stack[level]
-            if frame.kind == _MULTIPART and frame.state != _EPILOGUE:
+            if frame.kind == _MULTIPART and frame.state != _EPILOGUE and frame.boundary \
+                    and self.raw.startswith(frame.boundary, line + 2):
                 found = delimiter_at(self.raw, line, frame.boundary)
                 if found is not None:
                     return (level, *found)

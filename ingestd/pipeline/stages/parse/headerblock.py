@@ -21,6 +21,7 @@ from email.parser import BytesParser
 from typing import NamedTuple
 
 HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")  # as the stdlib's headerRE
+_GUESS_LINES, _GUESS_TOKENS = 2000, 64
 _PARAMETER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*=")
 
 
@@ -99,11 +100,14 @@ def boundary_in_use(raw: bytes, start: int, end: int) -> bytes | None:
     leading ``--``) shows by these lines the boundary the sender used.
     """
     seen: dict[bytes, list[int]] = {}  # token: [opening lines, closing lines]
-    position = start
+    position, lines = start, 0
     while (found := raw.find(b"--", position, end)) != -1:
         position = found + 2
         if found != start and raw[found - 1] not in b"\r\n":
             continue
+        lines += 1
+        if lines > _GUESS_LINES or len(seen) > _GUESS_TOKENS:
+            return None  # the sender's delimiters show early; this is text full of dashes
         token = raw[found + 2:min(end, line_at(raw, found)[0])].rstrip(b" \t")
         close = token.endswith(b"--")
         token = token[:-2] if close else token
