@@ -6,9 +6,11 @@ Express for Mac, exmh) comes out empty, and the parts after its close are lost
 in the epilogue. Mail clients (Thunderbird) let the innermost open multipart
 claim first; a line that is only an enclosing multipart's delimiter still ends
 every multipart inside it (RFC 2046 5.1.2). ``reread`` builds the tree that way
-from the raw bytes, and repairs three more faults: a delimiter straight after
-the header fields, a missing opening delimiter, a close delimiter at the end of
-the last text line. Each repair adds a defect naming it.
+from the raw bytes, and repairs more faults: a boundary that never comes while
+the body's lines use another, a missing opening delimiter, a close delimiter
+at the end of the last text line, and (``headerblock``) a delimiter straight
+after the header fields or a parameter on a line of its own. Each repair adds
+a defect naming it.
 
 Only a message whose stdlib tree shows a boundary fault comes here
 (``limits.read_tree``). Leaves are parsed by the stdlib and trimmed as it
