@@ -23,15 +23,54 @@ from tests.corpus_expectations import (
     parse_failures,
 )
 
-# Measured 2026-11-25: corpus stalwartlabs/mail-parser 339a430 (107 messages with
-# expectations), after parse.py builds bodies from the MIME tree itself (was 76/77
-# with mail-parser's bodies). Misses are explained in the output; most are
-# conventions (a forward-only message shows the forward's text; stalwart leaves
-# the body empty) or malformed-input oddities. Raise these when a fix makes more agree.
+# Measured 2026-12-04: corpus stalwartlabs/mail-parser 339a430 (107 messages with
+# expectations), after boundary faults are re-read as mail clients read them
+# (parse/boundaries.py) and the comparison pairs undecoded parts by their decoding
+# (was 91/90 LF, 91/89 CRLF on 2026-11-25). Raise these when a fix makes more agree.
+# Every remaining miss, with its reason ("convention" names one of ours that the
+# docstring of tests/corpus_expectations.py describes):
+#   text, both variants (16):
+#     malformed/010, 012, thirdparty/007, 012: convention forward only.
+#     malformed/002, 004: convention broken multipart (the boundary never appears;
+#       its text, raw MIME lines in 004, is the body).
+#     malformed/003, 006: convention flagged part (the text part no delimiter follows
+#       stays the body).
+#     malformed/019: convention empty plain text; and its first line "Fro :..." (white
+#       space before the colon, RFC 5322 obsolete syntax) ends the header block for the
+#       stdlib, so the whole message is read as text (header reading, not the MIME tree).
+#     malformed/009, 011: the outer "--1" ends the unclosed inner multipart (RFC 2046
+#       5.1.2, as the stdlib and Thunderbird read it), so "22" and "333" are parts;
+#       stalwart keeps them as one unterminated part; plus convention flagged part.
+#     malformed/016: boundaries of 82, 81 and 80 characters, each a prefix of the one
+#       before; stalwart takes the outer delimiter lines for the innermost multipart's
+#       (prefix match), we match whole boundaries as the stdlib and Thunderbird do, so
+#       the text holds the lines that follow; plus convention flagged part.
+#     malformed/001: stalwart reads "--ab" (the outer boundary "ab") as a delimiter of
+#       the inner "a" as well; we do not, so the text part holds "--a".
+#     malformed/020, 021: two Content-Type fields in one part; stalwart takes the last
+#       (text/plain) and shows the whole alternative, delimiters and HTML source
+#       included, as text; we take the first (as the stdlib) and show the HTML part.
+#     thirdparty/002: base64 "...Cg== ignored": stalwart decodes past the padding ("\t"
+#       and U+FFFD), the stdlib stops there; "?garbage" is decoded leniently (part_text)
+#       where stalwart keeps it raw; plus convention flagged part.
+#   text, CRLF only (1):
+#     thirdparty/005: made CRLF, a UTF-16LE part ends on an odd byte; ours shows U+FFFD
+#       for it, stalwart drops it.
+#   attachments, both variants (12):
+#     malformed/001, 003, 004, 006, 007, 008, 009, 011, 016, thirdparty/002: convention
+#       flagged part (009, 011, 016, 001 also read otherwise, as above).
+#     malformed/012: as 009, the outer delimiter ends the inner multipart, so ours has
+#       three enclosed messages and stalwart two.
+#     thirdparty/015: three attached messages of header fields only, no blank line
+#       before the next delimiter; stalwart's header reader runs past the delimiter
+#       after the first and swallows the other two; ours has the three the sender sent.
+#   (rfc/001 and, in CRLF, thirdparty/009 agree since message/* parts are stored
+#   byte-exact; legacy/033 and 052, where stalwart has U+FFFD for Latin-1 bytes that
+#   ours reads in windows-1252, agree by the U+FFFD rule of corpus_expectations.py.)
 #   variant: (text agreed, attachments agreed, messages)
 MEASURED = {
-    "lf": (91, 90, 107),
-    "crlf": (91, 89, 107),
+    "lf": (91, 95, 107),
+    "crlf": (90, 95, 107),
 }
 MARGIN = 0.02  # two messages in a hundred: room for a deliberate trade-off, not a regression
 

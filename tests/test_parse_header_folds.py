@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ingestd.config.settings import ProcessingLimits
 from ingestd.pipeline.stages.parse import parse_message
-from ingestd.pipeline.stages.parse.headerblock import repair_folds
+from ingestd.pipeline.stages.parse.headerfolds import repair_folds
 
 STRAY = (b"From: Alice <alice@example.com>\r\n"
          b"Subject: a subject that a mailer wrapped\r\n"

@@ -234,7 +234,7 @@ def _with_message_id(fixture: str, message_id: str) -> bytes:
 
 def test_mail_parser_failure_falls_back_to_the_stdlib_tree(env: Any) -> None:
     """A structure mail-parser crashes on is still read (stdlib fallback), defect recorded."""
-    row = env.deliver("reused-boundary-unclosed.eml")
+    row = env.deliver("mime-inner-boundary-missing.eml")
     assert row.status == "processed"
     assert "mail-parser failed: AttributeError" in row.defects
     action = env.ticket(row.ticket_id)["actions"][0]

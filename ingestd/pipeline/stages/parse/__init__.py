@@ -30,7 +30,7 @@ from ingestd.pipeline.stages.parse.attachments import (
     safe_filename,
 )
 from ingestd.pipeline.stages.parse.fields import header_fields
-from ingestd.pipeline.stages.parse.headerblock import repair_folds
+from ingestd.pipeline.stages.parse.headerfolds import repair_folds
 from ingestd.pipeline.stages.parse.html import render, sanitise_html, strip_tags
 from ingestd.pipeline.stages.parse.limits import Leaf, read_tree
 from ingestd.pipeline.stages.parse.rawparts import RawParts

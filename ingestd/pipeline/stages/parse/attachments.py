@@ -99,10 +99,11 @@ def is_body(part: Message, index: int) -> bool:
 
 
 def forwarded_text(leaves: list[Leaf]) -> str:
-    """The text of the first enclosed message, for mail that is nothing but a forward.
+    """The text an agent sees of mail that has no body of its own.
 
-    Enclosed messages are attachments, but an agent must still see something
-    of a message whose only content is one.
+    The first enclosed message's text (enclosed messages are attachments),
+    or else the text of a multipart whose boundary never came: what the
+    sender wrote is there, only its structure is broken.
     """
     for part, _ in leaves:
         content = payload(part)
@@ -114,6 +115,11 @@ def forwarded_text(leaves: list[Leaf]) -> str:
                 if piece.get_content_type() == kind and is_body(piece, 0):
                     text = part_text(piece)
                     return html_text(text) if kind == "text/html" else clean_text(text)
+    for part, _ in leaves:
+        if part.get_content_maintype() == "multipart" and not part.is_multipart():
+            text = clean_text(part_text(part))
+            if text.strip():
+                return text
     return ""
 
 

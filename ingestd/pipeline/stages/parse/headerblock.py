@@ -1,60 +1,129 @@
-"""Header lines folded without leading white space, repaired before the stdlib parses them.
+"""Lines of raw mail, and where a part's header fields end, with two faults repaired.
 
-Some mailers wrap a long header value onto a new line that does not start
-with a space or tab. To Python's parser that line is no header field, so it
-ends the header block there: every header after it (often Message-ID, MIME
-headers, the Content-Type with its boundary) is lost and read as body text.
-When the lines that follow are still header fields, up to the blank line,
-the stray line was a fold: it is indented so that it continues the field
-before it, and a defect says so. When what follows reads as text, nothing is
-changed (a message with no blank line between header and body).
+A header block ends at a blank line, or, as the stdlib reads it, at the first
+line that is not a header field. Two faults of real mail are read as the
+sender meant them:
+
+* a delimiter straight after the header fields, with no blank line before
+  it, ends them even where the stdlib would take it for one more field (a
+  colon in the boundary, ``--9-27=:18061``);
+* a parameter written on a line of its own without leading white space
+  (``Content-Type: multipart/alternative;`` then ``boundary="..."``, as in
+  Office 365 delivery reports) continues the field before it instead of
+  starting the body and leaving the multipart without a boundary.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from email.parser import BytesParser
+from typing import NamedTuple
 
-# What the stdlib's feed parser accepts as a header line (email.feedparser.headerRE).
-_FIELD = re.compile(rb"(From |[\x21-\x39\x3b-\x7e]+:)")
-_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\n|\r|$)")
+HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")  # as the stdlib's headerRE
+_GUESS_LINES, _GUESS_TOKENS = 2000, 64
+_PARAMETER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*=")
 
 
-def repair_folds(raw: bytes, limit: int) -> tuple[bytes, str | None]:
-    """(raw with stray fold lines indented, the defect) — or (raw, None) if none needed.
+class HeaderBlock(NamedTuple):
+    fields: bytes  # the header lines, as the stdlib should read them
+    body: int  # where the body starts
+    rejoined: bool  # whether a parameter line was joined to the field before it
 
-    Only the first ``limit`` bytes are read: a longer header block is refused
-    by the header limit anyway.
+
+def header_block(raw: bytes, start: int, parser: BytesParser,
+                 ends_fields: Callable[[int, bytes], bool]) -> HeaderBlock:
+    """The header block of the part at ``start``.
+
+    ``ends_fields(line, boundary)``: whether the line starting at ``line`` is
+    a delimiter of an open multipart, or of ``boundary`` (the one these
+    fields declare, b"" if none).
     """
-    lines: list[bytes] = []
-    closed = False
-    for found in _LINE.finditer(raw, 0, min(len(raw), limit)):
-        line = found.group()
+    position, end = start, len(raw)
+    pieces: list[bytes] = []
+    rejoined = False
+    declared: bytes | None = None  # parsed once, when a line starting with -- needs it
+    previous = b""
+    while position < end:
+        line_end, following = line_at(raw, position)
+        line = raw[position:line_end]
         if not line:
-            break
-        if line in (b"\r\n", b"\n", b"\r"):
-            closed = True
-            break
-        lines.append(line)
-    if not closed and sum(map(len, lines)) < len(raw):
-        return raw, None  # header block not closed within the limit
-    kinds = [_kind(line) for line in lines]
-    if "stray" not in kinds[1:] or kinds[0] != "field":
-        return raw, None
-    pairs = list(zip(lines, kinds, strict=True))
-    if any(kind == "stray" and line.startswith(b"--") for line, kind in pairs):
-        return raw, None  # a MIME boundary: the body began without a blank line
-    first = kinds.index("stray", 1)
-    following = kinds[first:]
-    if following.count("field") < max(1, following.count("stray")):
-        return raw, None  # text after the header: a missing blank line, not a fold
-    repaired = b"".join(b" " + line if kind == "stray" else line for line, kind in pairs)
-    rest = raw[sum(map(len, lines)):]
-    joined = following.count("stray")
-    return (repaired + rest,
-            f"{joined} header line(s) without leading white space read as folded")
+            return HeaderBlock(b"".join(pieces), following, rejoined)
+        if previous.rstrip().endswith(b";") and _PARAMETER.match(line):
+            pieces.append(b" " + raw[position:following])
+            rejoined = True
+        elif line.startswith(b"--") and HEADER_LINE.match(line):
+            if declared is None:
+                fields = parser.parsebytes(b"".join(pieces), headersonly=True)
+                boundary = fields.get_boundary() \
+                    if fields.get_content_maintype() == "multipart" else None
+                declared = str(boundary).encode("utf-8", "surrogateescape") if boundary else b""
+            if ends_fields(position, declared):
+                break  # a part of header fields only
+            pieces.append(raw[position:following])
+        elif HEADER_LINE.match(line):
+            pieces.append(raw[position:following])
+        else:
+            break  # a body with no blank line before it
+        previous = line
+        position = following
+    return HeaderBlock(b"".join(pieces), min(position, end), rejoined)
 
 
-def _kind(line: bytes) -> str:
-    if line[:1] in (b" ", b"\t"):
-        return "continuation"
-    return "field" if _FIELD.match(line) else "stray"
+def line_at(raw: bytes, start: int) -> tuple[int, int]:
+    """(end of the line's content, start of the next line); CRLF, LF or a lone CR ends a line."""
+    newline = raw.find(b"\n", start)
+    stop = len(raw) if newline == -1 else newline
+    cr = raw.find(b"\r", start, stop)
+    if cr != -1 and cr + 1 != newline:
+        return cr, cr + 1
+    if newline == -1:
+        return len(raw), len(raw)
+    return (newline - 1 if cr != -1 else newline), newline + 1
+
+
+def delimiter_at(raw: bytes, line: int, boundary: bytes) -> tuple[bool, int] | None:
+    """(whether it closes, start of the next line) if ``line`` is a delimiter of ``boundary``."""
+    if not boundary or not raw.startswith(b"--", line) or not raw.startswith(boundary, line + 2):
+        return None
+    line_end, following = line_at(raw, line)
+    rest = raw[line + 2 + len(boundary):line_end]
+    close = rest.startswith(b"--")
+    return None if (rest[2:] if close else rest).strip(b" \t") else (close, following)
+
+
+def boundary_in_use(raw: bytes, start: int, end: int) -> bytes | None:
+    """The boundary of the first ``--X`` line between ``start`` and ``end`` that recurs.
+
+    Twice, or once with its close ``--X--``: a multipart whose declared
+    boundary never came (mistyped, cut short, delimiters written without the
+    leading ``--``) shows by these lines the boundary the sender used.
+    """
+    seen: dict[bytes, list[int]] = {}  # token: [opening lines, closing lines]
+    position, lines = start, 0
+    while (found := raw.find(b"--", position, end)) != -1:
+        position = found + 2
+        if found != start and raw[found - 1] not in b"\r\n":
+            continue
+        lines += 1
+        if lines > _GUESS_LINES or len(seen) > _GUESS_TOKENS:
+            return None  # the sender's delimiters show early; this is text full of dashes
+        token = raw[found + 2:min(end, line_at(raw, found)[0])].rstrip(b" \t")
+        close = token.endswith(b"--")
+        token = token[:-2] if close else token
+        if not token.strip(b"-") or len(token) > 200:
+            continue  # a rule of dashes, a signature separator
+        count = seen.setdefault(token, [0, 0])
+        count[close] += 1
+        if count[0] >= 2 or (count[0] and count[1]):
+            return token
+    return None
+
+
+def before_line_break(raw: bytes, line: int) -> int:
+    """The line break before a delimiter belongs to the delimiter (RFC 2046 5.1.1)."""
+    if line >= 1 and raw[line - 1] == 0x0A:
+        return line - 2 if line >= 2 and raw[line - 2] == 0x0D else line - 1
+    if line >= 1 and raw[line - 1] == 0x0D:
+        return line - 1
+    return line

@@ -10,6 +10,7 @@ quarantined by the worker.
 from __future__ import annotations
 
 import re
+from email import errors
 from email.message import Message
 from email.parser import BytesParser
 from typing import Any
@@ -18,6 +19,7 @@ from ingestd.config.settings import ProcessingLimits
 from ingestd.errors import LimitExceeded
 from ingestd.mailbytes import header_length
 from ingestd.mailtext import POLICY
+from ingestd.pipeline.stages.parse.boundaries import reread
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _LOOSE_BOUNDARY = re.compile(r'\bboundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
@@ -27,6 +29,10 @@ Leaf = tuple[Message, int]  # the part, and its index among its parent's parts
 
 class LenientMessage(Message):
     """compat32 Message that reads two boundary faults the way mail clients do."""
+
+    # Where this part's body lies in the raw message, when a rebuilt tree
+    # (``boundaries.reread``) knows it; the raw walk cannot follow such a tree.
+    raw_span: tuple[int, int] | None = None
 
     def get_content_type(self) -> str:
         # "multipart/mixed boundary=x" (the ';' missing): the type is the first token.
@@ -53,7 +59,14 @@ def read_tree(raw: bytes, limits: ProcessingLimits) -> tuple[Message, list[Leaf]
         tree = BytesParser(_class=LenientMessage, policy=POLICY).parsebytes(raw)
     except RecursionError as exc:
         raise LimitExceeded("depth") from exc
-    return tree, check_shape(tree, limits)
+    leaves, faulted = _shape(tree, limits)
+    if faulted:
+        # The stdlib lost track of a boundary; read the multiparts again as
+        # mail clients do (rare: never for sound mail, nor for the common
+        # fault of a message cut short).
+        tree = reread(raw, limits, LenientMessage)
+        leaves, _ = _shape(tree, limits)
+    return tree, leaves
 
 
 def check_shape(tree: Message, limits: ProcessingLimits) -> list[Leaf]:
@@ -65,7 +78,13 @@ def check_shape(tree: Message, limits: ProcessingLimits) -> list[Leaf]:
     limits still count what is inside: an enclosed message is no cheaper to
     store and show than the same parts at the top.
     """
+    return _shape(tree, limits)[0]
+
+
+def _shape(tree: Message, limits: ProcessingLimits) -> tuple[list[Leaf], bool]:
+    """``check_shape``, and whether any part shows a boundary fault."""
     leaves: list[Leaf] = []
+    faulted = False
     count = 0
     # (part, depth, index among siblings, whether it is one of this message's leaves)
     stack: list[tuple[Message, int, int, bool]] = [(tree, 1, 0, True)]
@@ -76,6 +95,7 @@ def check_shape(tree: Message, limits: ProcessingLimits) -> list[Leaf]:
             raise LimitExceeded("parts")
         if depth > limits.max_depth:
             raise LimitExceeded("depth")
+        faulted = faulted or (bool(part.defects) and _lost_parts(part))
         _strip_transfer_encoding(part)
         content = payload(part)
         enclosed = part.get_content_maintype() == "message"
@@ -85,7 +105,25 @@ def check_shape(tree: Message, limits: ProcessingLimits) -> list[Leaf]:
             inside = own and not enclosed
             stack.extend((child, depth + 1, i, inside)
                          for i, child in reversed(list(enumerate(content))))
-    return leaves
+    return leaves, faulted
+
+
+def _lost_parts(part: Message) -> bool:
+    """Whether the stdlib's reading of this part is one ``reread`` reads otherwise.
+
+    A boundary it never found (or none declared); a missing close delimiter
+    only if the last part's text ends with it. A message merely cut short
+    reads the same both ways and is not parsed twice.
+    """
+    if any(isinstance(d, (errors.StartBoundaryNotFoundDefect,
+                          errors.NoBoundaryInMultipartDefect)) for d in part.defects):
+        return True
+    content = vars(part).get("_payload")
+    if not any(isinstance(d, errors.CloseBoundaryNotFoundDefect) for d in part.defects) \
+            or not isinstance(content, list) or not content:
+        return False
+    last, close = vars(content[-1]).get("_payload"), "--" + str(part.get_boundary()) + "--"
+    return isinstance(last, str) and last[-len(close) - 64:].rstrip().endswith(close)
 
 
 def payload(part: Message) -> Any:

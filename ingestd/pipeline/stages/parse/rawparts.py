@@ -44,6 +44,9 @@ class RawParts:
 
     def body(self, part: Message) -> bytes | None:
         """The body of a message/* part of this message as sent; None where the walk failed."""
+        known = getattr(part, "raw_span", None)
+        if known is not None:
+            return self._raw[known[0]:known[1]]
         if self._spans is None:
             self._spans = message_spans(self._raw, self._tree) or {}
         span = self._spans.get(id(part))
