@@ -13,69 +13,97 @@ and act on all. ``visible_to=None`` is the CLI's operator view (everything).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
+from ingestd.addresses import normalise_address
 from ingestd.config.settings import IngestdSettings
-from ingestd.services.page import Page
+from ingestd.db.tables import AGENTS, INBOUND, INBOX_ITEMS
+from ingestd.errors import InvalidRequest, NotFound
+from ingestd.services import inbox_actions
+from ingestd.services.inbox_items import (
+    ITEM_KEYS,
+    ITEM_QUERY,
+    Actor,
+    find_item,
+    item_record,
+    visible,
+)
+from ingestd.services.page import Page, count_where
+from ingestd.services.vocabulary import INBOX_STATUSES
 
-# The keys of an item record, in order (CLI --json and the HTTP API alike).
-ITEM_KEYS = ("id", "agent_email", "status", "from", "subject", "received_at", "preview",
-             "message_id", "inbound_id", "acted_by", "acted_at", "ticket_id", "crm_note_id")
-
-
-@dataclass(frozen=True)
-class Actor:
-    """The agent acting: from ``--as EMAIL`` on the CLI, or the bearer token's owner."""
-
-    agent_id: int
-    email: str
-    admin: bool
+__all__ = ["ITEM_KEYS", "Actor", "actor_by_email", "attach", "convert", "delete",
+           "item_message", "list_items", "note", "show_item"]
 
 
 def actor_by_email(conn: sa.Connection, email: str) -> Actor:
     """The active agent with this address; ``NotFound`` otherwise."""
-    raise NotImplementedError
+    address = normalise_address(email)
+    row = conn.execute(
+        sa.select(AGENTS.c.id, AGENTS.c.email, AGENTS.c.admin)
+        .where(AGENTS.c.email == address, AGENTS.c.active.is_(True))
+    ).first()
+    if row is None:
+        raise NotFound(f"no active agent with address {address}")
+    return Actor(agent_id=int(row.id), email=row.email, admin=bool(row.admin))
 
 
 def list_items(conn: sa.Connection, *, visible_to: Actor | None = None,
                agent_email: str | None = None, status: str | None = None,
                limit: int = 100) -> Page:
     """Items, newest first; ``InvalidRequest`` for an unknown status."""
-    raise NotImplementedError
+    if status and status not in INBOX_STATUSES:
+        raise InvalidRequest(f"an inbox item's status is one of {', '.join(INBOX_STATUSES)}")
+    conditions = [visible(visible_to)]
+    if agent_email is not None:
+        address = normalise_address(agent_email)
+        agent_id = conn.execute(sa.select(AGENTS.c.id).where(AGENTS.c.email == address)).scalar()
+        if agent_id is None:
+            raise NotFound(f"no agent with address {address}")
+        conditions.append(INBOX_ITEMS.c.agent_id == agent_id)
+    # Deleted items are hidden, not gone: only asking for them shows them.
+    conditions.append(INBOX_ITEMS.c.status == status if status
+                      else INBOX_ITEMS.c.status != "deleted")
+    query = ITEM_QUERY.where(*conditions).order_by(INBOX_ITEMS.c.id.desc()).limit(max(limit, 0))
+    records = [item_record(row) for row in conn.execute(query)]
+    return Page(records, count_where(conn, INBOX_ITEMS, *conditions))
 
 
 def show_item(conn: sa.Connection, item_id: int, *, visible_to: Actor | None = None
               ) -> dict[str, Any]:
-    raise NotImplementedError
+    return item_record(find_item(conn, item_id, visible_to))
 
 
 def item_message(conn: sa.Connection, item_id: int, *, visible_to: Actor | None = None
                  ) -> bytes:
     """The stored message's raw bytes, exactly as received."""
-    raise NotImplementedError
+    item = find_item(conn, item_id, visible_to)
+    raw = conn.execute(
+        sa.select(INBOUND.c.raw).where(INBOUND.c.id == item.inbound_message_id)).scalar()
+    if raw is None:
+        raise NotFound(f"inbox item {item_id} has no stored message")
+    return bytes(raw)
 
 
 def attach(conn: sa.Connection, settings: IngestdSettings, item_id: int, ticket_id: int,
            actor: Actor) -> dict[str, Any]:
     """Add the mail to an existing ticket as an email action with its attachments."""
-    raise NotImplementedError
+    return inbox_actions.attach(conn, settings, item_id, ticket_id, actor)
 
 
 def convert(conn: sa.Connection, settings: IngestdSettings, item_id: int, actor: Actor,
             summary: str | None = None) -> dict[str, Any]:
     """A new ticket of the mailbox's match type; details = the body, contact = the sender."""
-    raise NotImplementedError
+    return inbox_actions.convert(conn, settings, item_id, actor, summary)
 
 
 def note(conn: sa.Connection, settings: IngestdSettings, item_id: int, actor: Actor,
          client: str | None = None) -> dict[str, Any]:
     """A CRM note on a client (by name, else suggested from the sender's domain)."""
-    raise NotImplementedError
+    return inbox_actions.note(conn, settings, item_id, actor, client)
 
 
 def delete(conn: sa.Connection, item_id: int, actor: Actor) -> dict[str, Any]:
     """Hide the item (administrators only: ``Forbidden`` otherwise); the message stays."""
-    raise NotImplementedError
+    return inbox_actions.delete(conn, item_id, actor)

@@ -11,25 +11,39 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from ingestd.addresses import domain_of
+from ingestd.config.settings import IngestdSettings, UnknownSenders
 from ingestd.db.models import utcnow
 from ingestd.db.tables import AGENTS, CLIENT_DOMAINS, CLIENTS, SITES, SUPPLIER_ADDRESSES, USERS
 from ingestd.pipeline.context import MessageContext, Outcome, Sender
+from ingestd.pipeline.parsed import ParsedMessage
 
 
 def classify_sender(ctx: MessageContext) -> Outcome | None:
-    address = ctx.message.from_address
-    if ctx.message.sender_doubtful:
+    ctx.sender, note = identify_sender(ctx.db, ctx.settings, ctx.message)
+    if note:
+        ctx.notes.append(note)
+    return None
+
+
+def identify_sender(db: sa.Connection, settings: IngestdSettings,
+                    message: ParsedMessage) -> tuple[Sender, str | None]:
+    """Who wrote ``message`` (an unknown sender's user created as policy says), and a note.
+
+    Shared with My Inbox, whose attach and convert classify the stored
+    message later exactly as processing would have.
+    """
+    address = message.from_address
+    if message.sender_doubtful:
         # Several From headers are a way to borrow someone's identity: the
         # message is kept, but it speaks for no agent and no user.
-        ctx.sender = Sender("unknown", address)
-        ctx.notes.append("sender unknown: several From headers")
-        return None
-    if ctx.message.sender_header != "From":
-        ctx.notes.append(f"sender from {ctx.message.sender_header} (no usable From)")
-    ctx.sender = _lookup(ctx, address) if address else None
-    if ctx.sender is None:
-        ctx.sender = _unknown(ctx, address)
-    return None
+        return Sender("unknown", address), "sender unknown: several From headers"
+    note = None
+    if message.sender_header != "From":
+        note = f"sender from {message.sender_header} (no usable From)"
+    sender = _lookup(db, address) if address else None
+    if sender is None:
+        sender = _unknown(db, settings, message)
+    return sender, note
 
 
 # One round trip for every way an address can be known, ranked so the first
@@ -49,8 +63,8 @@ _KNOWN = sa.union_all(
 )
 
 
-def _lookup(ctx: MessageContext, address: str) -> Sender | None:
-    rows = ctx.db.execute(_KNOWN, {"b_address": address, "b_domain": domain_of(address)}).all()
+def _lookup(db: sa.Connection, address: str) -> Sender | None:
+    rows = db.execute(_KNOWN, {"b_address": address, "b_domain": domain_of(address)}).all()
     if not rows:
         return None
     rank, row_id, site_id, client_id = min(rows, key=lambda r: r[0])
@@ -61,13 +75,13 @@ def _lookup(ctx: MessageContext, address: str) -> Sender | None:
     return Sender("supplier", address, supplier_id=row_id)
 
 
-def _unknown(ctx: MessageContext, address: str | None) -> Sender:
-    policy = ctx.settings.unknown_senders
+def _unknown(db: sa.Connection, settings: IngestdSettings, message: ParsedMessage) -> Sender:
+    address, policy = message.from_address, settings.unknown_senders
     if policy.action == "no_user" or not address or "@" not in address:
         return Sender("unknown", address)
-    client_id, site_id = _home_for(ctx, domain_of(address))
-    name = ctx.message.from_name or address.split("@", 1)[0]
-    user_id = ctx.db.execute(
+    client_id, site_id = _home_for(db, policy, domain_of(address))
+    name = message.from_name or address.split("@", 1)[0]
+    user_id = db.execute(
         sa.insert(USERS).values(
             site_id=site_id, name=name[:255], email=address, vip=False,
             created_by_ingestd=True, created_at=utcnow(),
@@ -77,10 +91,8 @@ def _unknown(ctx: MessageContext, address: str | None) -> Sender:
                   user_created=True)
 
 
-def _home_for(ctx: MessageContext, domain: str) -> tuple[int, int]:
+def _home_for(db: sa.Connection, policy: UnknownSenders, domain: str) -> tuple[int, int]:
     """(client, site) for a new user: the domain's client and its first site, else defaults."""
-    db = ctx.db
-    policy = ctx.settings.unknown_senders
     client_id = db.execute(
         sa.select(CLIENT_DOMAINS.c.client_id).where(CLIENT_DOMAINS.c.domain == domain)
     ).scalar()
