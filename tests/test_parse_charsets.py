@@ -219,3 +219,14 @@ def test_no_stored_text_holds_surrogates_or_replacement_characters(name: str) ->
 def test_the_fixtures_are_all_there() -> None:
     """An empty glob would make the check above pass on nothing."""
     assert len(CHARSET_FIXTURES) == 11
+
+
+def test_an_rfc_2231_charset_parameter_is_read_not_raised_on() -> None:
+    """`charset*=utf-8''latin-1` made the stdlib's payload decoding raise TypeError."""
+    raw = (b"From: a@b.example\r\nSubject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain; charset*=utf-8''latin-1\r\n\r\ncaf\xe9\r\n"
+           b"--b\r\nContent-Type: text/plain; name=n.txt; charset*=x''y\r\n"
+           b"Content-Disposition: attachment\r\n\r\nda\xe9ta\r\n--b--\r\n")
+    parsed = parse_message(raw, ProcessingLimits())
+    assert parsed.text.strip() == "café"
+    assert [(a.filename, a.content) for a in parsed.attachments] == [("n.txt", b"da\xe9ta")]

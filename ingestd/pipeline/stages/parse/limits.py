@@ -13,6 +13,7 @@ import re
 from email import errors
 from email.message import Message
 from email.parser import BytesParser
+from email.utils import collapse_rfc2231_value
 from typing import Any
 
 from ingestd.config.settings import ProcessingLimits
@@ -97,6 +98,7 @@ def _shape(tree: Message, limits: ProcessingLimits) -> tuple[list[Leaf], bool]:
             raise LimitExceeded("depth")
         faulted = faulted or (bool(part.defects) and _lost_parts(part))
         _strip_transfer_encoding(part)
+        _plain_charset(part)
         content = payload(part)
         enclosed = part.get_content_maintype() == "message"
         if own and (not isinstance(content, list) or enclosed):
@@ -132,6 +134,20 @@ def payload(part: Message) -> Any:
         return part.get_payload()
     except (LookupError, UnicodeError, ValueError):
         return part.get_payload(decode=True) or b""
+
+
+def _plain_charset(part: Message) -> None:
+    """``charset*=utf-8''latin-1`` (RFC 2231 form) as a plain ``charset`` parameter.
+
+    The stdlib hands such a parameter over as a tuple, and its own payload
+    decoding then raises TypeError; every reader of the tree would have to
+    guard against it, so the parameter is rewritten once, here.
+    """
+    if "*" not in str(part.get("content-type", "")):
+        return
+    charset = part.get_param("charset")
+    if isinstance(charset, tuple):
+        part.set_param("charset", collapse_rfc2231_value(charset, errors="replace"))
 
 
 def _strip_transfer_encoding(part: Message) -> None:
