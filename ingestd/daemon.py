@@ -6,7 +6,8 @@ processes), and next the mailbox pollers and the HTTP API. They start in
 order; if one fails to start, those already started are stopped again. They
 stop in the order that loses nothing: SMTP first (its sessions drain into
 the committer), then the committer (it finishes what was submitted), then
-the workers (each finishes its message).
+the workers (each finishes its message). The HTTP API starts last and stops
+first.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -34,6 +35,9 @@ from ingestd.workers.processes import WorkerProcesses
 from ingestd.workers.threads import WorkerThreads
 from ingestd.workers.worker import abandon_claim
 
+if TYPE_CHECKING:
+    from ingestd.http.server import HttpService
+
 log = structlog.get_logger("ingestd.daemon")
 
 
@@ -50,6 +54,7 @@ class Services:
 
     smtp_port: int
     committer: GroupCommitter
+    http_port: int | None = None  # None: the HTTP API is turned off
 
 
 async def run_until_stopped(
@@ -74,21 +79,28 @@ async def run_until_stopped(
             on_commit=workers.notify if workers is not None else None,
         )
         smtp = SmtpService(settings.smtp, MailboxAddresses.from_settings(settings), committer)
+        http = _http(settings, smtp) if settings.http.enabled else None
         # SMTP before the workers: a busy port fails start-up before processes spawn.
-        starting: list[Service] = [committer, smtp, *([workers] if workers else [])]
-        stopping: list[Service] = [smtp, committer, *([workers] if workers else [])]
+        # HTTP last (its readiness reports SMTP) and stopped first: no action starts
+        # while the rest shuts down.
+        starting: list[Service] = [committer, smtp, *([workers] if workers else []),
+                                   *([http] if http else [])]
+        stopping: list[Service] = [*([http] if http else []), smtp, committer,
+                                   *([workers] if workers else [])]
         started: list[Service] = []
         try:
             for service in starting:
                 await service.start()
                 started.append(service)
             log.info("daemon.ready", smtp_host=settings.smtp.host, smtp_port=smtp.port,
+                     http_port=http.port if http else None,
                      database=engine.dialect.name, mailboxes=len(settings.mailboxes),
                      workers=settings.processing.worker_count,
                      isolation=settings.processing.isolation)
             sd_notify("READY=1")
             if on_ready is not None:
-                on_ready(Services(smtp_port=smtp.port, committer=committer))
+                on_ready(Services(smtp_port=smtp.port, committer=committer,
+                                  http_port=http.port if http else None))
             await stop.wait()
             sd_notify("STOPPING=1")
         finally:
@@ -102,6 +114,19 @@ async def run_until_stopped(
             log.info("daemon.stopped")
     finally:
         engine.dispose()
+
+
+def _http(settings: IngestdSettings, smtp: SmtpService) -> HttpService:
+    # Imported here: FastAPI and uvicorn load only when the API is on.
+    from ingestd.http.context import ApiContext
+    from ingestd.http.readiness import readiness_checks
+    from ingestd.http.server import HttpService
+
+    # Its own small pool: API calls must never hold the connections intake
+    # needs to answer SMTP senders in time.
+    api_engine = make_engine(settings.database, pool_size=4)
+    context = ApiContext(api_engine, settings, readiness_checks(api_engine, smtp))
+    return HttpService(settings.http, context)
 
 
 def _workers(engine: Engine, settings: IngestdSettings, pipeline: Pipeline | None

@@ -88,6 +88,8 @@ def base_config(db_url: str) -> dict[str, Any]:
         "database": {"url": db_url, "busy_timeout_ms": 5000},
         "smtp": {"host": "127.0.0.1", "port": 0, "max_message_size": 1_048_576,
                  "max_recipients": 5},
+        # A free port each: tests run several daemons, and 8025 may be taken.
+        "http": {"port": 0},
         # Intake tests look at rows as stored; processing tests turn workers on.
         "processing": {"workers": 0},
         "logging": {"level": "warning"},

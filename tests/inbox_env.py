@@ -67,6 +67,7 @@ class InboxEnv:
     processing: ProcessingEnv
     settings: IngestdSettings
     capsys: pytest.CaptureFixture[str]
+    http_port: int | None = None
 
     @property
     def engine(self) -> sa.Engine:
@@ -123,6 +124,7 @@ def inbox_env(tmp_path: Path, db_url: str, start_daemon: Any,
     settings = load_settings(path)
     engine = make_engine(settings.database)
     processing = ProcessingEnv(path, engine, "smtp")
-    processing.port = start_daemon(path).port
-    yield InboxEnv(processing, settings, capsys)
+    daemon = start_daemon(path)
+    processing.port = daemon.port
+    yield InboxEnv(processing, settings, capsys, daemon.services.http_port)
     engine.dispose()

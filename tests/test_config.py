@@ -144,6 +144,8 @@ def test_defaults_fill_unspecified_settings(tmp_path: Path) -> None:
     assert settings.database.url == "sqlite:///var/ingestd.db"
     assert settings.smtp.port == 2525
     assert settings.smtp.max_message_size == 26_214_400
+    assert (settings.http.enabled, settings.http.host, settings.http.port) == (
+        True, "127.0.0.1", 8025)
     assert settings.unknown_senders.action == "create_user"
     tags = settings.mailboxes[0].ticket_id_tags
     assert (tags.start, tags.end, tags.search_body) == ("[ID:", "]", False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from ingestd.cli.main import main
 from ingestd.db.tables import ACTIONS, ATTACHMENTS, CLIENTS, CRM_NOTES, INBOUND, TICKETS, USERS
 from ingestd.errors import InvalidRequest, NotFound
 from ingestd.services import inbox
@@ -78,15 +77,15 @@ def test_unknown_ids_and_agents_are_clear_refusals(box: InboxEnv) -> None:
     assert (code, err) == (65, "ingestd: no active agent with address nobody@example.com\n")
 
 
-def test_raw_writes_the_stored_message_byte_exact(
-    box: InboxEnv, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_raw_writes_the_stored_message_byte_exact(box: InboxEnv) -> None:
     raw = mail("zed@newco.example", "Bytes", body="Caf\u00e9 \u2014 line\r\n.dot line")
     item = box.item(raw)
-    out = io.BytesIO()
-    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out))
-    assert main(["inbox", "raw", str(item), "--config", str(box.processing.config_path)]) == 0
-    assert out.getvalue() == raw
+    # Its own process: the daemon running in this one logs to the same stdout.
+    done = subprocess.run(
+        [sys.executable, "-m", "ingestd", "inbox", "raw", str(item),
+         "--config", str(box.processing.config_path)], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == raw
 
 
 def test_attach_adds_the_mail_as_an_email_action(box: InboxEnv) -> None:

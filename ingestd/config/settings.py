@@ -291,6 +291,15 @@ class ProcessingSettings(Settings):
         return self.workers if self.workers is not None else (os.cpu_count() or 1)
 
 
+class HttpSettings(Settings):
+    """The daemon's HTTP API (and /healthz, /readyz): on loopback unless told otherwise."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    # 0 picks a free port (logged at start-up): for tests and for several daemons on one host.
+    port: int = Field(default=8025, ge=0, le=65535)
+
+
 class LoggingSettings(Settings):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # auto: JSON lines when stdout is not a terminal (systemd, pipes), readable otherwise.
@@ -300,6 +309,7 @@ class LoggingSettings(Settings):
 class IngestdSettings(DomainLists, Settings):
     database: DatabaseSettings = DatabaseSettings()
     smtp: SmtpSettings = SmtpSettings()
+    http: HttpSettings = HttpSettings()
     unknown_senders: UnknownSenders = UnknownSenders()
     processing: ProcessingSettings = ProcessingSettings()
     logging: LoggingSettings = LoggingSettings()

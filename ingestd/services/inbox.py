@@ -26,6 +26,7 @@ from ingestd.services.inbox_items import (
     ITEM_KEYS,
     ITEM_QUERY,
     Actor,
+    actor_by_email,
     find_item,
     item_record,
     visible,
@@ -35,18 +36,6 @@ from ingestd.services.vocabulary import INBOX_STATUSES
 
 __all__ = ["ITEM_KEYS", "Actor", "actor_by_email", "attach", "convert", "delete",
            "item_message", "list_items", "note", "show_item"]
-
-
-def actor_by_email(conn: sa.Connection, email: str) -> Actor:
-    """The active agent with this address; ``NotFound`` otherwise."""
-    address = normalise_address(email)
-    row = conn.execute(
-        sa.select(AGENTS.c.id, AGENTS.c.email, AGENTS.c.admin)
-        .where(AGENTS.c.email == address, AGENTS.c.active.is_(True))
-    ).first()
-    if row is None:
-        raise NotFound(f"no active agent with address {address}")
-    return Actor(agent_id=int(row.id), email=row.email, admin=bool(row.admin))
 
 
 def list_items(conn: sa.Connection, *, visible_to: Actor | None = None,

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ingestd.addresses import normalise_address
 from ingestd.db.tables import AGENTS, INBOX_ITEMS
 from ingestd.errors import AlreadyActed, NotFound
 
@@ -23,6 +24,18 @@ class Actor:
     agent_id: int
     email: str
     admin: bool
+
+
+def actor_by_email(conn: sa.Connection, email: str) -> Actor:
+    """The active agent with this address; ``NotFound`` otherwise."""
+    address = normalise_address(email)
+    row = conn.execute(
+        sa.select(AGENTS.c.id, AGENTS.c.email, AGENTS.c.admin)
+        .where(AGENTS.c.email == address, AGENTS.c.active.is_(True))
+    ).first()
+    if row is None:
+        raise NotFound(f"no active agent with address {address}")
+    return Actor(agent_id=int(row.id), email=row.email, admin=bool(row.admin))
 
 
 _OWNER = AGENTS.alias("owner")

@@ -1,0 +1,100 @@
+"""Serve the API with uvicorn inside the daemon's event loop, as one of its services.
+
+We bind the listening socket ourselves: a taken port is then our
+``ListenFailed`` at start-up (uvicorn would call ``sys.exit``), and port 0
+yields the port actually chosen. uvicorn's own signal handling is turned
+off: the daemon owns SIGTERM and SIGINT and stops this service in its turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import structlog
+import uvicorn
+
+from ingestd.config.settings import HttpSettings
+from ingestd.errors import ListenFailed
+from ingestd.http.app import create_app
+from ingestd.http.context import ApiContext
+
+log = structlog.get_logger("ingestd.http")
+
+# A request still running at stop gets this long before its connection is closed.
+_GRACEFUL_STOP_SECONDS = 5
+_START_TIMEOUT_SECONDS = 10.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpService:
+    name = "http"
+
+    def __init__(self, settings: HttpSettings, context: ApiContext) -> None:
+        self._settings = settings
+        self._context = context
+        self._server: _EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._server is not None and self._server.started
+
+    async def start(self) -> None:
+        sock = _listening_socket(self._settings.host, self._settings.port)
+        self.port = int(sock.getsockname()[1])
+        config = uvicorn.Config(
+            create_app(self._context), log_config=None, access_log=False, lifespan="off",
+            timeout_graceful_shutdown=_GRACEFUL_STOP_SECONDS, server_header=False,
+        )
+        self._server = _EmbeddedServer(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http")
+        deadline = asyncio.get_running_loop().time() + _START_TIMEOUT_SECONDS
+        while not self._server.started:
+            if self._task.done():
+                sock.close()
+                raise ListenFailed(f"HTTP API did not start: {self._task.exception()!r}")
+            if asyncio.get_running_loop().time() > deadline:
+                await self.stop()
+                raise ListenFailed("HTTP API did not start in time")
+            await asyncio.sleep(0.01)
+        log.info("http.listening", host=self._settings.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(self._task, _GRACEFUL_STOP_SECONDS + 5)
+        except TimeoutError:
+            self._task.cancel()
+        finally:
+            # The API's own engine (see daemon._http): nothing else uses it.
+            self._context.engine.dispose()
+        log.info("http.stopped")
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ListenFailed(f"HTTP API cannot listen on {host}:{port}: {exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ListenFailed(f"HTTP API cannot listen on {host}:{port}: {exc}") from exc
+    return sock
