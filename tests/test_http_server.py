@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from ingestd.config import load_settings
 from ingestd.config.settings import DatabaseSettings, HttpSettings, IngestdSettings
 from ingestd.db.engine import make_engine
 from ingestd.errors import ListenFailed
+from ingestd.http.body_limit import MAX_BODY_BYTES
 from ingestd.http.context import ApiContext
 from ingestd.http.readiness import readiness_checks
 from ingestd.http.server import HttpService
@@ -85,3 +87,28 @@ def test_readyz_is_503_and_names_each_failing_check(tmp_path: Path) -> None:
     assert body["checks"]["smtp"] == {"ok": False, "detail": "not listening"}
     assert body["checks"]["database"]["ok"] is False
     assert "unable to open database file" in body["checks"]["database"]["detail"]
+
+
+def test_an_oversized_body_is_413_before_anything_reads_it(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """No token needed to be refused: the bound holds before authentication."""
+    daemon = DaemonThread(_settings(tmp_path, sqlite_url, port=0))
+    daemon.start()
+    try:
+        assert daemon.services is not None
+        url = f"http://127.0.0.1:{daemon.services.http_port}/api/inbox/1/new"
+        declared = httpx.post(url, content=b"{" + b" " * (MAX_BODY_BYTES + 1) + b"}")
+        assert declared.status_code == 413
+        assert declared.json() == {"detail": f"request body larger than {MAX_BODY_BYTES} bytes"}
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            for _ in range(100):
+                yield b" " * 4096
+
+        streamed = httpx.post(url, content=chunks())
+        assert streamed.status_code == 413
+        # Within the bound the request goes on to authentication as usual.
+        assert httpx.post(url, json={"summary": "x"}).status_code == 401
+    finally:
+        daemon.stop()

@@ -16,6 +16,7 @@ from ingestd.errors import (
     first_line,
 )
 from ingestd.http import health_routes, inbox_routes
+from ingestd.http.body_limit import BodyLimit
 from ingestd.http.context import ApiContext
 from ingestd.http.strict import reject_unknown_query
 
@@ -30,6 +31,7 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(health_routes.router)
     app.include_router(inbox_routes.router)
     app.add_exception_handler(IngestdError, _ingestd_error)
+    app.add_middleware(BodyLimit)
     return app
 
 

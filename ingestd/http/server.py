@@ -26,6 +26,7 @@ log = structlog.get_logger("ingestd.http")
 # A request still running at stop gets this long before its connection is closed.
 _GRACEFUL_STOP_SECONDS = 5
 _START_TIMEOUT_SECONDS = 10.0
+_MAX_CONCURRENT = 64
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -54,6 +55,9 @@ class HttpService:
         config = uvicorn.Config(
             create_app(self._context), log_config=None, access_log=False, lifespan="off",
             timeout_graceful_shutdown=_GRACEFUL_STOP_SECONDS, server_header=False,
+            # Beyond this many connections and requests at once, 503: the API must not
+            # take the memory and database connections SMTP intake needs.
+            limit_concurrency=_MAX_CONCURRENT, timeout_keep_alive=5,
         )
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http")
