@@ -22,7 +22,7 @@ from ingestd.mailtext import clean_text, decode_words, header_text
 from ingestd.pipeline.parsed import ParsedAttachment
 from ingestd.pipeline.stages.parse.html import html_text
 from ingestd.pipeline.stages.parse.inline import content_id, is_inline
-from ingestd.pipeline.stages.parse.limits import Leaf, payload
+from ingestd.pipeline.stages.parse.limits import Leaf, declared_charset, payload
 from ingestd.pipeline.stages.parse.rawparts import RawParts
 from ingestd.pipeline.stages.parse.transfer import base64_bytes, decoded_payload
 
@@ -79,7 +79,7 @@ TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 def part_text(part: Message, defects: list[str] | None = None) -> str:
     """The part's text: its charset as senders mean it, else the fallbacks (``body_text``)."""
     content = decoded_payload(part, defects if defects is not None else [])
-    return body_text(content, part.get_content_charset(), defects)
+    return body_text(content, declared_charset(part), defects)
 
 
 def is_body(part: Message, index: int) -> bool:

@@ -57,7 +57,7 @@ def header_block(raw: bytes, start: int, parser: BytesParser,
                 fields = parser.parsebytes(b"".join(pieces), headersonly=True)
                 boundary = fields.get_boundary() \
                     if fields.get_content_maintype() == "multipart" else None
-                declared = str(boundary).encode("utf-8", "surrogateescape") if boundary else b""
+                declared = boundary_bytes(boundary) if boundary else b""
             if ends_fields(position, declared):
                 break  # a part of header fields only
             pieces.append(raw[position:following])
@@ -68,6 +68,17 @@ def header_block(raw: bytes, start: int, parser: BytesParser,
         previous = line
         position = following
     return HeaderBlock(b"".join(pieces), min(position, end), rejoined)
+
+
+def boundary_bytes(boundary: object) -> bytes:
+    """A boundary as the bytes its delimiter lines hold."""
+    text = str(boundary)
+    try:
+        return text.encode("utf-8", "surrogateescape")  # 8-bit bytes as they were sent
+    except UnicodeEncodeError:
+        # A lone surrogate, decoded from an RFC 2231 value (utf-7, unicode-escape):
+        # its UTF-8 form is the one a delimiter line could hold.
+        return text.encode("utf-8", "surrogatepass")
 
 
 def line_at(raw: bytes, start: int) -> tuple[int, int]:

@@ -23,9 +23,20 @@ from ingestd.mailtext import POLICY
 from ingestd.pipeline.stages.parse.boundaries import reread
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+# A charset label is printable ASCII; anything else (NUL, control characters,
+# 8-bit text, an RFC 2231 value) is no codec name and makes codec lookups raise.
+_NOT_A_LABEL = re.compile(r"[^\x20-\x7e]")
+# What makes a Content-Type worth reading the charset parameter of: RFC 2231
+# syntax or a character that cannot be in a label. Most parts have neither.
+_ODD_PARAMETER = re.compile(r"[*\x00-\x1f\x7f-\U0010ffff]")
+_UNREADABLE = (ValueError, LookupError, UnicodeError, TypeError)
 _LOOSE_BOUNDARY = re.compile(r'\bboundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
 
 Leaf = tuple[Message, int]  # the part, and its index among its parent's parts
+
+
+class UnreadableCharsetDefect(errors.MessageDefect):
+    """The charset parameter held no label (NUL, control or 8-bit characters); read as none."""
 
 
 class LenientMessage(Message):
@@ -42,7 +53,12 @@ class LenientMessage(Message):
 
     def get_boundary(self, failobj: Any = None) -> Any:
         missing = object()
-        boundary = super().get_boundary(missing)
+        try:
+            boundary = super().get_boundary(missing)
+        except _UNREADABLE:
+            # An RFC 2231 value naming a charset with NUL in it: no boundary
+            # can be read, and guessing from the body is what is left.
+            return failobj
         if boundary is missing:
             found = _LOOSE_BOUNDARY.search(str(self.get("content-type", "")))
             if found is None:
@@ -129,25 +145,49 @@ def _lost_parts(part: Message) -> bool:
 
 
 def payload(part: Message) -> Any:
-    """The payload, without the charset decoding that fails for codecs like idna."""
+    """The payload as parsed: the parts, or the body text (8-bit bytes as surrogate escapes).
+
+    Not ``get_payload()``: that decodes 8-bit text with the declared charset,
+    which fails for codecs like idna and, for a base64 part declared utf-16,
+    turns the base64 itself into garbage before it is decoded.
+    """
+    content = vars(part).get("_payload")
+    return "" if content is None else content
+
+
+def declared_charset(part: Message) -> str | None:
+    """The part's charset label, or None when it has none or none a codec could be named by."""
     try:
-        return part.get_payload()
-    except (LookupError, UnicodeError, ValueError):
-        return part.get_payload(decode=True) or b""
+        charset = part.get_content_charset()
+    except _UNREADABLE:
+        return None
+    return charset if charset and _NOT_A_LABEL.search(charset) is None else None
 
 
 def _plain_charset(part: Message) -> None:
     """``charset*=utf-8''latin-1`` (RFC 2231 form) as a plain ``charset`` parameter.
 
     The stdlib hands such a parameter over as a tuple, and its own payload
-    decoding then raises TypeError; every reader of the tree would have to
-    guard against it, so the parameter is rewritten once, here.
+    decoding then raises TypeError; a label with NUL in it makes codec lookups
+    raise ValueError. Every reader of the tree (mail-parser too) would have to
+    guard against these, so the parameter is rewritten once, here, or removed
+    when it holds no label at all (the part then reads as having no charset).
     """
-    if "*" not in str(part.get("content-type", "")):
+    if _ODD_PARAMETER.search(str(part.get("content-type", ""))) is None:
         return
     charset = part.get_param("charset")
     if isinstance(charset, tuple):
-        part.set_param("charset", collapse_rfc2231_value(charset, errors="replace"))
+        try:
+            charset = collapse_rfc2231_value(charset, errors="replace")
+        except _UNREADABLE:
+            charset = None  # the value's own charset has NUL in its name
+    if not isinstance(charset, str) or _NOT_A_LABEL.search(charset) is not None:
+        if part.get_param("charset") is not None:
+            part.del_param("charset")
+            part.defects.append(UnreadableCharsetDefect())
+        return
+    if charset != part.get_param("charset"):
+        part.set_param("charset", charset)
 
 
 def _strip_transfer_encoding(part: Message) -> None:

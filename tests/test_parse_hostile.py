@@ -1,0 +1,129 @@
+"""Hostile input: ``parse_message`` returns (a defect says what was odd) or refuses it by a limit.
+
+Each case is a message the reviewer of issue 16 found raising out of the
+parser or taking minutes; the fuzz test at the end builds many more from odd
+parameter values.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from ingestd.config.settings import ProcessingLimits
+from ingestd.errors import LimitExceeded
+from ingestd.pipeline.parsed import ParsedMessage
+from ingestd.pipeline.stages.parse import parse_message
+
+HEAD = b"From: a@b.example\r\nSubject: s\r\n"
+
+
+def _parse(raw: bytes) -> ParsedMessage:
+    return parse_message(raw, ProcessingLimits())
+
+
+def _nested(leaf: bytes) -> bytes:
+    """``leaf`` (header fields and body) as the second part of a multipart."""
+    return (HEAD + b"Content-Type: multipart/mixed; boundary=o\r\n\r\n"
+            b"--o\r\nContent-Type: text/plain\r\n\r\nfirst\r\n--o\r\n" + leaf + b"\r\n--o--\r\n")
+
+
+def _enclosed(leaf: bytes) -> bytes:
+    """``leaf`` as the body of a message/rfc822 part inside a multipart."""
+    return _nested(b"Content-Type: message/rfc822\r\n\r\nFrom: c@d.example\r\n" + leaf)
+
+
+@pytest.mark.parametrize("wrap", [_nested, _enclosed], ids=["multipart", "message/rfc822"])
+def test_an_rfc_2231_charset_is_read_in_nested_and_enclosed_parts(
+        wrap: Callable[[bytes], bytes]) -> None:
+    """The TypeError of ``charset*=`` was fixed for every part the shape walk sees."""
+    leaf = b"Content-Type: text/plain; charset*=utf-8''latin-1\r\n\r\ncaf\xe9\r\n"
+    parsed = _parse(wrap(leaf))
+    assert "first" in parsed.text
+    if wrap is _enclosed:
+        [enclosed] = parsed.attachments
+        assert enclosed.filename == "message.eml"
+        assert enclosed.content.endswith(b"caf\xe9\r\n")
+    else:
+        assert "café" in parsed.text
+
+
+@pytest.mark.parametrize("parameter", [
+    b"charset*=utf-8''lat%00in-1",  # NUL in the value
+    b"charset*=utf\x00-8''latin-1",  # NUL in the value's own charset: ValueError in the stdlib
+    b"charset=\"lat\x00in-1\"",  # NUL in a plain value
+    b"charset*=utf-8''%ff%fe",  # not UTF-8: U+FFFD, written back as RFC 2231 (TypeError)
+    b"charset*=utf-7''+2AA-",  # a lone surrogate
+], ids=["nul-2231", "nul-in-2231-charset", "nul-plain", "not-utf8", "surrogate"])
+def test_a_charset_parameter_holding_no_label_reads_as_no_charset(parameter: bytes) -> None:
+    leaf = b"Content-Type: text/plain; " + parameter + b"\r\n\r\ncaf\xe9\r\n"
+    for raw in (HEAD + leaf, _nested(leaf), _enclosed(leaf)):
+        parsed = _parse(raw)
+        assert "UnreadableCharsetDefect" in parsed.defects
+    top = _parse(HEAD + leaf)
+    assert top.text.strip() == "café"  # the fallback for a part without a charset
+    assert "mail-parser failed" not in " ".join(top.defects)
+
+
+@pytest.mark.parametrize("boundary", [
+    b"boundary*=utf-7''+2AA-",  # decodes to U+D800 (UnicodeEncodeError)
+    b"boundary*=unicode-escape''%5Cud800",
+    b"boundary*=utf\x00-8''x",  # NUL in the value's charset (ValueError)
+], ids=["utf-7", "unicode-escape", "nul"])
+def test_a_boundary_that_decodes_to_no_bytes_does_not_raise(boundary: bytes) -> None:
+    multipart = b"Content-Type: multipart/mixed; " + boundary + b"\r\n\r\n"
+    parts = b"--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x--\r\n"
+    # At the top, the re-read guesses the boundary the body's lines use.
+    assert _parse(HEAD + multipart + parts).text.strip() == "hi"
+    # Nested: the header block reader (a delimiter straight after the fields).
+    inner = _nested(b"Content-Type: multipart/alternative; " + boundary + b"\r\n--o\r\n")
+    assert _parse(inner).text.strip() == "first"
+
+
+def test_a_base64_part_declared_utf_16_is_decoded_from_its_bytes_as_sent() -> None:
+    """8-bit bytes in the part made the stdlib decode the base64 text as UTF-16 first."""
+    data = base64.encodebytes("héllo wörld".encode("utf-16"))
+    raw = (HEAD + b"Content-Type: text/plain; charset=utf-16\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n" + data + b"\xe9\r\n")
+    parsed = _parse(raw)
+    assert parsed.text.strip() == "héllo wörld"
+    assert any("1 non-base64 lines skipped" in d for d in parsed.defects)
+
+
+def test_a_base64_attachment_keeps_its_bytes_whatever_charset_it_declares() -> None:
+    data = bytes(range(256))
+    raw = _nested(b"Content-Type: application/octet-stream; name=d.bin; charset=idna\r\n"
+                  b"Content-Disposition: attachment\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                  + base64.encodebytes(data) + b"\xff\r\n")
+    [attachment] = _parse(raw).attachments
+    assert attachment.content == data
+
+
+_ODD_VALUES = [
+    b"\x00", b"utf-8''%00", b"utf\x00-8''x", b"\"\x00\"", b"utf-8''%ed%a0%80", b"\"\xed\xa0\x80\"",
+    b"utf-16''%00%d8", b"''%ff", b"\"\xff\"", b"idna", b"utf-16", b"utf-8'en'%", b"''",
+    b"=?utf-8?q?a=00?=", b"unicode-escape''%5Cud800", b"utf-7''+2AA-", b"x" * 3000,
+    b"utf-8''" + b"%41" * 2000,
+]
+_PARAMETERS = ["charset", "boundary", "name", "filename"]
+_TYPES = [b"text/plain", b"text/html", b"application/ms-tnef", b"multipart/mixed",
+          b"message/rfc822"]
+_ENCODINGS = [b"7bit", b"base64", b"quoted-printable", b"x-uuencode"]
+_BODY = b"caf\xe9 =41 aGVsbG8= \x00\r\n--x\r\nContent-Type: text/plain\r\n\r\nhi\r\n--x--\r\n"
+
+
+def test_odd_parameters_anywhere_never_raise_anything_but_limit_exceeded() -> None:
+    """A little fuzzing: odd values of the parameters the parser reads, in every kind of part."""
+    for kind, encoding, name, value in itertools.product(_TYPES, _ENCODINGS, _PARAMETERS,
+                                                         _ODD_VALUES):
+        extended = b"''" in value and not value.startswith(b'"')
+        leaf = (b"Content-Type: " + kind + b"; " + name.encode() + (b"*=" if extended else b"=")
+                + value + b"\r\nContent-Disposition: attachment; " + name.encode() + b"=" + value
+                + b"\r\nContent-Transfer-Encoding: " + encoding + b"\r\n\r\n" + _BODY)
+        for raw in (HEAD + leaf, _nested(leaf), _enclosed(leaf)):
+            with contextlib.suppress(LimitExceeded):
+                _parse(raw)
