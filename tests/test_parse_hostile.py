@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import itertools
+import time
 from collections.abc import Callable
 
 import pytest
@@ -127,3 +128,29 @@ def test_odd_parameters_anywhere_never_raise_anything_but_limit_exceeded() -> No
         for raw in (HEAD + leaf, _nested(leaf), _enclosed(leaf)):
             with contextlib.suppress(LimitExceeded):
                 _parse(raw)
+
+
+def _timed_parse(raw: bytes) -> tuple[ParsedMessage, float]:
+    started = time.perf_counter()
+    parsed = _parse(raw)
+    return parsed, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("value", [
+    b"a" * 250_000,  # one word without "@": the loose-address search was quadratic (208 s)
+    b"<" + b"a" * 250_000,
+    b"<" + b"a@" * 120_000,  # many "@" and no ">": the bracketed search was quadratic
+    b"x <" + b"a@" * 120_000 + b" y",
+], ids=["word", "open-bracket", "at-signs", "at-signs-in-words"])
+def test_a_huge_from_value_is_read_in_linear_time(value: bytes) -> None:
+    parsed, seconds = _timed_parse(b"From: " + value + b"\r\nSubject: s\r\n\r\nbody\r\n")
+    assert seconds < 2, f"{seconds:.1f} s"
+    assert parsed.text.strip() == "body"
+    assert parsed.from_address is None or len(parsed.from_address) < 254
+
+
+def test_an_address_in_a_long_from_value_is_still_found() -> None:
+    """The cap on what is read leaves room for any real display name."""
+    name = b"=?utf-8?q?" + b"na=C3=AFve_" * 60 + b"?="
+    parsed = _parse(b"From: " + name + b" team lead <lead@example.com\r\nSubject: s\r\n\r\nb\r\n")
+    assert parsed.from_address == "lead@example.com"

@@ -22,10 +22,18 @@ from ingestd.mailtext import clean_text, decode_words
 
 # RFC 5321 caps a path at 256 octets; nothing longer names a real sender.
 _MAX_ADDRESS = 254
+# How much of a From value is read: real ones are a few hundred characters,
+# and a header of megabytes must not make every search below scan all of it.
+_MAX_VALUE = 2048
 # An address as it appears in free text: no space, bracket, quote or separator.
-_LOOSE_ADDRESS = re.compile(r"""[^\s<>"'(),;:\[\]]+@[^\s<>"'(),;:\[\]@]+""")
+# It may only start where such a word starts (the look-behind): otherwise each
+# position inside a long word without "@" would scan the rest of it again.
+_LOOSE_ADDRESS = re.compile(
+    r"""(?<![^\s<>"'(),;:\[\]])[^\s<>"'(),;:\[\]]+@[^\s<>"'(),;:\[\]@]+""")
 _COMMENT = re.compile(r"\([^()]*\)")
-_BRACKETED = re.compile(r"<([^<>]*@[^<>]*)>")
+# The same text as "<[^<>]*@[^<>]*>", but only the first "@" is tried as the
+# split: with many "@" and no ">" the other form backtracks over each pair.
+_BRACKETED = re.compile(r"<([^<>@]*@[^<>]*)>")
 _BRACKETED_WORD = re.compile(r"<\s*([A-Za-z0-9][A-Za-z0-9._+-]*)\s*>")
 _SPACE = re.compile(r"\s")
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -98,6 +106,7 @@ def read_fallback(sender: SenderFields, headers: dict[str, list[str]]) -> str:
 
 def recover(value: str) -> tuple[str | None, str | None, str]:
     """(display name, address, how) from one From value, as well as it can be read."""
+    value = value[:_MAX_VALUE]
     # Parsed before decoding, so that ":" or "," inside an encoded word
     # cannot split the display name (RFC 2047 words are decoded afterwards).
     for name, address in getaddresses([value]):
@@ -143,7 +152,7 @@ def _display_name(parsed: str, value: str, address: str) -> str:
     """
     if _C1.search(parsed) is None:
         return parsed
-    for name, found in getaddresses([value]):
+    for name, found in getaddresses([value[:_MAX_VALUE]]):
         if _normalised(found) == address and name:
             return name
     return parsed
@@ -153,7 +162,7 @@ def _sound(address: str, values: list[str]) -> bool:
     """mail-parser's address is one the header really holds (not glued from its words)."""
     address = _normalised(address)
     return "@" in address and not address.endswith(".") and any(
-        address in _plain(v) for v in values)
+        address in _plain(v[:_MAX_VALUE]) for v in values)
 
 
 def _plain(value: str) -> str:
