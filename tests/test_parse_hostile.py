@@ -19,6 +19,7 @@ from ingestd.config.settings import ProcessingLimits
 from ingestd.errors import LimitExceeded
 from ingestd.pipeline.parsed import ParsedMessage
 from ingestd.pipeline.stages.parse import parse_message
+from ingestd.pipeline.stages.parse.headerblock import line_at
 
 HEAD = b"From: a@b.example\r\nSubject: s\r\n"
 
@@ -154,3 +155,34 @@ def test_an_address_in_a_long_from_value_is_still_found() -> None:
     name = b"=?utf-8?q?" + b"na=C3=AFve_" * 60 + b"?="
     parsed = _parse(b"From: " + name + b" team lead <lead@example.com\r\nSubject: s\r\n\r\nb\r\n")
     assert parsed.from_address == "lead@example.com"
+
+
+def test_line_ends_are_found_in_linear_time_in_cr_only_text() -> None:
+    """Each line looked for LF first, scanning to the end of CR-only text: 16 s for 4 MB."""
+    raw = b"X-A: 1\r" * 600_000
+    started = time.perf_counter()
+    position, lines = 0, 0
+    while position < len(raw):
+        position = line_at(raw, position)[1]
+        lines += 1
+    assert time.perf_counter() - started < 2
+    assert lines == 600_000
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (b"a\r\nb", (1, 3)), (b"a\nb", (1, 2)), (b"a\rb", (1, 2)), (b"a\r\r\nb", (1, 2)),
+    (b"a\n\rb", (1, 2)), (b"ab", (2, 2)), (b"", (0, 0)), (b"\r\n", (0, 2)),
+])
+def test_a_line_ends_at_crlf_lf_or_a_lone_cr(raw: bytes, expected: tuple[int, int]) -> None:
+    assert line_at(raw, 0) == expected
+
+
+def test_a_multipart_re_read_from_cr_only_lines_keeps_its_parts() -> None:
+    """LF header fields, CR-only body, a boundary that never comes: the re-read guesses it."""
+    raw = (b"From: a@b.example\nSubject: s\nContent-Type: multipart/mixed; boundary=zzz\n\n"
+           b"--b\rContent-Type: text/plain\r" + b"X-A: 1\r" * 10_000 + b"\rhello\r"
+           b"--b\rContent-Type: text/plain\r\rsecond\r" + b"more text\r" * 100_000 + b"--b--\r")
+    parsed, seconds = _timed_parse(raw)
+    assert parsed.text.startswith("hello\nsecond\nmore text\n")
+    assert "BoundaryGuessedDefect" in parsed.defects
+    assert seconds < 2

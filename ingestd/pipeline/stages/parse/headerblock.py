@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")  # as the stdlib's headerRE
 _GUESS_LINES, _GUESS_TOKENS = 2000, 64
+_LINE_END = re.compile(rb"\r\n?|\n")
 _PARAMETER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*=")
 
 
@@ -83,14 +84,10 @@ def boundary_bytes(boundary: object) -> bytes:
 
 def line_at(raw: bytes, start: int) -> tuple[int, int]:
     """(end of the line's content, start of the next line); CRLF, LF or a lone CR ends a line."""
-    newline = raw.find(b"\n", start)
-    stop = len(raw) if newline == -1 else newline
-    cr = raw.find(b"\r", start, stop)
-    if cr != -1 and cr + 1 != newline:
-        return cr, cr + 1
-    if newline == -1:
-        return len(raw), len(raw)
-    return (newline - 1 if cr != -1 else newline), newline + 1
+    # One search for whichever comes first: looking for LF, then for CR before
+    # it, would scan to the end of CR-only text for every line.
+    found = _LINE_END.search(raw, start)
+    return (found.start(), found.end()) if found else (len(raw), len(raw))
 
 
 def delimiter_at(raw: bytes, line: int, boundary: bytes) -> tuple[bool, int] | None:
