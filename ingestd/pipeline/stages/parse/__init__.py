@@ -85,7 +85,9 @@ def _parsed(tree: Message, leaves: list[Leaf], charsets: MessageCharsets,
         text=text,
         html=html,
         attachments=files,
-        defects=tuple(defects),
+        # Defects quote the message (types, names, addresses); stored as text,
+        # where PostgreSQL refuses NUL, whichever module wrote them.
+        defects=tuple(clean_text(d) for d in defects),
     )
 
 
