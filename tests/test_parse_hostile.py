@@ -105,6 +105,22 @@ def test_a_base64_attachment_keeps_its_bytes_whatever_charset_it_declares() -> N
     assert attachment.content == data
 
 
+@pytest.mark.parametrize("parameters", [
+    # The stdlib's get_params sorts continuations and compares None with an int.
+    b"charset=\"\x00\"; name*0*=utf-8''a; name*=x",
+    # Removing the charset writes the field back, and the name's own charset
+    # cannot encode what it decoded (UnicodeEncodeError).
+    b"charset=\"\x00\"; name*=iso-2022-jp'ja'Dij%8aat.mp3",
+], ids=["continuations", "unwritable-name"])
+def test_parameters_the_stdlib_cannot_split_or_write_back_do_not_raise(parameters: bytes) -> None:
+    """Found by fuzzing corpus mail with odd parameter text inserted."""
+    leaf = (b"Content-Type: application/octet-stream; " + parameters + b"\r\n"
+            b"Content-Disposition: attachment\r\n\r\ndata\r\n")
+    for raw in (HEAD + leaf, _nested(leaf), _enclosed(leaf)):
+        parsed = _parse(raw)
+        assert parsed.attachments
+
+
 _ODD_VALUES = [
     b"\x00", b"utf-8''%00", b"utf\x00-8''x", b"\"\x00\"", b"utf-8''%ed%a0%80", b"\"\xed\xa0\x80\"",
     b"utf-16''%00%d8", b"''%ff", b"\"\xff\"", b"idna", b"utf-16", b"utf-8'en'%", b"''",

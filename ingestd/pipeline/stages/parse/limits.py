@@ -175,19 +175,31 @@ def _plain_charset(part: Message) -> None:
     """
     if _ODD_PARAMETER.search(str(part.get("content-type", ""))) is None:
         return
-    charset = part.get_param("charset")
+    try:
+        declared = part.get_param("charset")
+    except _UNREADABLE:
+        return  # parameters the stdlib cannot split (continuations out of order)
+    charset = declared
     if isinstance(charset, tuple):
         try:
             charset = collapse_rfc2231_value(charset, errors="replace")
         except _UNREADABLE:
             charset = None  # the value's own charset has NUL in its name
-    if not isinstance(charset, str) or _NOT_A_LABEL.search(charset) is not None:
-        if part.get_param("charset") is not None:
-            part.del_param("charset")
-            part.defects.append(UnreadableCharsetDefect())
+    label = isinstance(charset, str) and _NOT_A_LABEL.search(charset) is None
+    if declared is None or (label and charset == declared):
         return
-    if charset != part.get_param("charset"):
-        part.set_param("charset", charset)
+    if not label:
+        part.defects.append(UnreadableCharsetDefect())
+    try:
+        if label:
+            part.set_param("charset", str(charset))
+        else:
+            part.del_param("charset")
+    except _UNREADABLE:
+        # Writing the field back fails on another parameter (an RFC 2231 value
+        # its own charset cannot encode): the field stays, and the readers
+        # that matter guard themselves (``declared_charset``, ``get_boundary``).
+        pass
 
 
 def _strip_transfer_encoding(part: Message) -> None:
