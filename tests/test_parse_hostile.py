@@ -202,3 +202,15 @@ def test_a_multipart_re_read_from_cr_only_lines_keeps_its_parts() -> None:
     assert parsed.text.startswith("hello\nsecond\nmore text\n")
     assert "BoundaryGuessedDefect" in parsed.defects
     assert seconds < 2
+
+
+@pytest.mark.parametrize("header", [b"From", b"Reply-To", b"Sender"])
+def test_parentheses_nested_thousands_deep_in_an_address_header_do_not_raise(
+        header: bytes) -> None:
+    """The stdlib's address parser recurses per '(': RecursionError escaped parse_message."""
+    for value in (b"(" * 200_000, b"a@b.example " + b"(" * 3000):
+        raw = (b"From: x@y.example\r\n" * (header != b"From") + header + b": " + value
+               + b"\r\nSubject: s\r\n\r\nbody\r\n")
+        parsed = _parse(raw)
+        assert parsed.text.strip() == "body"
+        assert parsed.reply_to == ()

@@ -74,6 +74,18 @@ def read_sender(values: list[str], parsed: tuple[str, str] | None) -> SenderFiel
     return _bounded(sender)
 
 
+def address_pairs(values: list[str]) -> list[tuple[str, str]]:
+    """``email.utils.getaddresses``, or nothing where it gives up.
+
+    Its comment reader recurses once per nested "(": a header of a thousand
+    opening parentheses raised RecursionError out of the parser.
+    """
+    try:
+        return getaddresses(values)
+    except RecursionError:
+        return []
+
+
 # Read, in this order, when no From header yields an address with a domain.
 FALLBACK_HEADERS = ("Sender", "Reply-To")
 
@@ -109,7 +121,7 @@ def recover(value: str) -> tuple[str | None, str | None, str]:
     value = value[:_MAX_VALUE]
     # Parsed before decoding, so that ":" or "," inside an encoded word
     # cannot split the display name (RFC 2047 words are decoded afterwards).
-    for name, address in getaddresses([value]):
+    for name, address in address_pairs([value]):
         address = _normalised(address)
         if "@" in address and address in _plain(value) and not _SPACE.search(address):
             return _name(name, address), address, "address parsed"
@@ -152,7 +164,7 @@ def _display_name(parsed: str, value: str, address: str) -> str:
     """
     if _C1.search(parsed) is None:
         return parsed
-    for name, found in getaddresses([value[:_MAX_VALUE]]):
+    for name, found in address_pairs([value[:_MAX_VALUE]]):
         if _normalised(found) == address and name:
             return name
     return parsed
