@@ -30,9 +30,19 @@ _NOT_A_LABEL = re.compile(r"[^\x20-\x7e]")
 # syntax or a character that cannot be in a label. Most parts have neither.
 _ODD_PARAMETER = re.compile(r"[*\x00-\x1f\x7f-\U0010ffff]")
 _UNREADABLE = (ValueError, LookupError, UnicodeError, TypeError)
+# Content-Type and Content-Disposition are cut to this many characters (at a
+# ';'): every parameter lookup re-splits the whole field, quadratically in the
+# stdlib, and each part's field is looked up a dozen times (800 KB of ';' took
+# a minute). Real fields, long RFC 2231 names included, stay far below it.
+_MAX_PARAMETERS = 8192
+_PARAMETER_FIELDS = ("content-type", "content-disposition")
 _LOOSE_BOUNDARY = re.compile(r'\bboundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
 
 Leaf = tuple[Message, int]  # the part, and its index among its parent's parts
+
+
+class ParametersCutDefect(errors.MessageDefect):
+    """A Content-Type or Content-Disposition field was cut to its first 8192 characters."""
 
 
 class UnreadableCharsetDefect(errors.MessageDefect):
@@ -53,6 +63,8 @@ class LenientMessage(Message):
 
     def get_boundary(self, failobj: Any = None) -> Any:
         missing = object()
+        # The stdlib's parser asks before the shape walk could cut the field.
+        _bound_parameters(self)
         try:
             boundary = super().get_boundary(missing)
         except _UNREADABLE:
@@ -114,6 +126,7 @@ def _shape(tree: Message, limits: ProcessingLimits) -> tuple[list[Leaf], bool]:
             raise LimitExceeded("depth")
         faulted = faulted or (bool(part.defects) and _lost_parts(part))
         _strip_transfer_encoding(part)
+        _bound_parameters(part)
         _plain_charset(part)
         content = payload(part)
         enclosed = part.get_content_maintype() == "message"
@@ -200,6 +213,16 @@ def _plain_charset(part: Message) -> None:
         # its own charset cannot encode): the field stays, and the readers
         # that matter guard themselves (``declared_charset``, ``get_boundary``).
         pass
+
+
+def _bound_parameters(part: Message) -> None:
+    for name in _PARAMETER_FIELDS:
+        value = part.get(name)
+        if value is None or len(text := str(value)) <= _MAX_PARAMETERS:
+            continue
+        cut = text.rfind(";", 0, _MAX_PARAMETERS)
+        part.replace_header(name, text[:cut if cut > 0 else _MAX_PARAMETERS])
+        part.defects.append(ParametersCutDefect())
 
 
 def _strip_transfer_encoding(part: Message) -> None:
