@@ -216,13 +216,15 @@ def _plain_charset(part: Message) -> None:
 
 
 def _bound_parameters(part: Message) -> None:
-    for name in _PARAMETER_FIELDS:
-        value = part.get(name)
-        if value is None or len(text := str(value)) <= _MAX_PARAMETERS:
-            continue
-        cut = text.rfind(";", 0, _MAX_PARAMETERS)
-        part.replace_header(name, text[:cut if cut > 0 else _MAX_PARAMETERS])
-        part.defects.append(ParametersCutDefect())
+    # The raw values: measuring needs no decoding, and every part pays for this.
+    for name, value in part.raw_items():
+        if len(value) > _MAX_PARAMETERS and name.lower() in _PARAMETER_FIELDS:
+            text = str(part.get(name))
+            if len(text) <= _MAX_PARAMETERS:
+                continue  # a second field of the name: only the first is read
+            cut = text.rfind(";", 0, _MAX_PARAMETERS)
+            part.replace_header(name, text[:cut if cut > 0 else _MAX_PARAMETERS])
+            part.defects.append(ParametersCutDefect())
 
 
 def _strip_transfer_encoding(part: Message) -> None:
