@@ -149,3 +149,30 @@ def test_words_after_the_padding_are_not_data() -> None:
     assert base64_bytes(b"ecO2dMOkIHZhYW4uCg== ignored\r\n", defects) == "yötä vaan.\n".encode()
     assert defects == ["invalid base64 in application/octet-stream part: text after padding "
                        "ignored; decoded as far as possible"]
+
+
+@pytest.mark.parametrize(("encoding", "body", "defect"), [
+    (b"base64", b"aGVsbG8gd29ybGQ=\r\nnot base64 at all, words\r\naGk=\r\n",
+     "invalid base64 in application/x-data part: 1 non-base64 lines skipped"),
+    (b"x-uuencode", b"M86)C9&5F9VAI:FML;6YO<'%R<W1U=G=X>7I!0D-$149'2$E*2TQ-3D]045)3\r\n",
+     "uuencoded application/x-data part: no begin line"),
+    (b"x-uuencode", b"no uuencoded line here\r\n",
+     "application/x-data part declared uuencoded holds no uuencoded line"),
+], ids=["base64", "uuencode", "not-uuencode"])
+def test_transfer_defects_quoting_the_type_hold_no_nul(encoding: bytes, body: bytes,
+                                                        defect: str) -> None:
+    """PostgreSQL refuses NUL in text: a defect quoting a type with NUL in it was refused."""
+    raw = (b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+           b"--b\r\nContent-Type: appli\x00cation/x-da\x00ta\r\n"
+           b"Content-Transfer-Encoding: " + encoding + b"\r\n\r\n" + body + b"--b--\r\n")
+    defects = parse_message(raw, ProcessingLimits()).defects
+    assert any(d.startswith(defect) for d in defects), defects
+    assert not any("\x00" in d for d in defects)
+
+
+def test_a_defect_quoting_the_type_is_clean_whoever_calls_the_decoder() -> None:
+    defects: list[str] = []
+    base64_bytes(b"aGk\r\n", defects, "text/pl\x00ain")
+    uu_bytes(b"not uu\r\n", defects, "text/pl\x00ain")
+    assert defects and not any("\x00" in d for d in defects)

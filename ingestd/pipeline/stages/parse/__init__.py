@@ -24,6 +24,7 @@ from ingestd.mailtext import clean_text
 from ingestd.pipeline.context import MessageContext, Outcome
 from ingestd.pipeline.parsed import ParsedMessage
 from ingestd.pipeline.stages.parse.attachments import (
+    any_body,
     attachments,
     bodies,
     forwarded_text,
@@ -56,6 +57,7 @@ def _parsed(tree: Message, leaves: list[Leaf], charsets: MessageCharsets,
     fields = header_fields(tree)
     defects = [*fields.defects, *defects]
     text, html_parts = bodies(leaves, defects)
+    has_body = any_body(text, html_parts)
     html = None
     if html_parts:
         html, html_text = _render_each(html_parts, want_text=not text.strip(), defects=defects)
@@ -63,7 +65,7 @@ def _parsed(tree: Message, leaves: list[Leaf], charsets: MessageCharsets,
             text = html_text
     if not text.strip() and html is None:
         text = forwarded_text(leaves)
-    files = attachments(leaves, defects, limits, source)
+    files = attachments(leaves, defects, limits, source, has_body=has_body)
     defects.extend(d for d in charsets.defects if d not in defects)
     # One line ending in stored text, whatever the parts used (CRLF, CR CR LF, CR).
     text = _LINE_ENDS.sub("\n", text)
@@ -83,7 +85,9 @@ def _parsed(tree: Message, leaves: list[Leaf], charsets: MessageCharsets,
         text=text,
         html=html,
         attachments=files,
-        defects=tuple(defects),
+        # Defects quote the message (types, names, addresses); stored as text,
+        # where PostgreSQL refuses NUL, whichever module wrote them.
+        defects=tuple(clean_text(d) for d in defects),
     )
 
 

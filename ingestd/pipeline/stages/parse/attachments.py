@@ -22,7 +22,7 @@ from ingestd.mailtext import clean_text, decode_words, header_text
 from ingestd.pipeline.parsed import ParsedAttachment
 from ingestd.pipeline.stages.parse.html import html_text
 from ingestd.pipeline.stages.parse.inline import content_id, is_inline
-from ingestd.pipeline.stages.parse.limits import Leaf, payload
+from ingestd.pipeline.stages.parse.limits import Leaf, declared_charset, payload
 from ingestd.pipeline.stages.parse.rawparts import RawParts
 from ingestd.pipeline.stages.parse.transfer import base64_bytes, decoded_payload
 
@@ -46,12 +46,15 @@ def bodies(leaves: list[Leaf], defects: list[str]) -> tuple[str, list[str]]:
 
 def attachments(leaves: list[Leaf], defects: list[str],
                 limits: ProcessingLimits | None = None,
-                source: RawParts | None = None) -> tuple[ParsedAttachment, ...]:
+                source: RawParts | None = None, *,
+                has_body: bool | None = None) -> tuple[ParsedAttachment, ...]:
     """The attachments among ``leaves``; what had to be repaired is added to ``defects``.
 
     ``source`` (the raw message) gives enclosed messages their bytes as sent.
     A TNEF part (Outlook's winmail.dat) is kept, followed by the files it
-    carries; these count towards the part limit.
+    carries; these count towards the part limit, and its body counts as the
+    message's only when ``has_body`` (whether ``bodies`` found text or HTML;
+    worked out here if not given) is false.
     """
     files: list[ParsedAttachment] = []
     room: int | None = None
@@ -65,9 +68,11 @@ def attachments(leaves: list[Leaf], defects: list[str],
 
             if room is None:
                 room = (limits or ProcessingLimits()).max_parts - len(leaves)
-            text, html_parts = bodies(leaves, [])  # its defects are recorded already
-            inside = expanded(found, defects, room=room,
-                              want_body=not text.strip() and not any(map(str.strip, html_parts)))
+            if has_body is None:
+                # Once, not per TNEF part: decoding every body again for each
+                # of many winmail.dat parts made this quadratic.
+                has_body = any_body(*bodies(leaves, []))  # its defects are recorded already
+            inside = expanded(found, defects, room=room, want_body=not has_body)
             room -= len(inside)
             files.extend(inside)
     return tuple(files)
@@ -76,10 +81,15 @@ def attachments(leaves: list[Leaf], defects: list[str],
 TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 
 
+def any_body(text: str, html_parts: list[str]) -> bool:
+    """Whether ``bodies`` found any text or HTML."""
+    return bool(text.strip()) or any(map(str.strip, html_parts))
+
+
 def part_text(part: Message, defects: list[str] | None = None) -> str:
     """The part's text: its charset as senders mean it, else the fallbacks (``body_text``)."""
     content = decoded_payload(part, defects if defects is not None else [])
-    return body_text(content, part.get_content_charset(), defects)
+    return body_text(content, declared_charset(part), defects)
 
 
 def is_body(part: Message, index: int) -> bool:

@@ -31,6 +31,7 @@ from ingestd.errors import LimitExceeded
 from ingestd.mailtext import POLICY
 from ingestd.pipeline.stages.parse.headerblock import (
     before_line_break,
+    boundary_bytes,
     boundary_in_use,
     delimiter_at,
     header_block,
@@ -284,7 +285,7 @@ def _kind(message: Message) -> int:
 
 def _boundary_bytes(message: Message) -> bytes:
     boundary = message.get_boundary() if message.get_content_maintype() == "multipart" else None
-    return str(boundary).encode("utf-8", "surrogateescape") if boundary else b""
+    return boundary_bytes(boundary) if boundary else b""
 
 
 def _drop_last_line_break(message: Message) -> None:

@@ -16,14 +16,19 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import Message
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import mailparser
 
 from ingestd.errors import LimitExceeded
 from ingestd.mailtext import clean_text, decode_words, header_text
-from ingestd.pipeline.stages.parse.sender import FALLBACK_HEADERS, read_fallback, read_sender
+from ingestd.pipeline.stages.parse.sender import (
+    FALLBACK_HEADERS,
+    address_pairs,
+    read_fallback,
+    read_sender,
+)
 
 _LINE_BREAK = re.compile(r"\r?\n(?=[ \t])")
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,900}>")
@@ -102,7 +107,7 @@ def _subject(tree: Message) -> str:
 
 def _addresses(values: Any) -> list[tuple[str, str]]:
     return [(decode_words(name), address)
-            for name, address in getaddresses([header_text(v) for v in values])]
+            for name, address in address_pairs([header_text(v) for v in values])]
 
 
 def _raw_header(tree: Message, name: str) -> list[str]:

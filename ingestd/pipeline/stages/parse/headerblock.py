@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")  # as the stdlib's headerRE
 _GUESS_LINES, _GUESS_TOKENS = 2000, 64
+_LINE_END = re.compile(rb"\r\n?|\n")
 _PARAMETER = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*=")
 
 
@@ -57,7 +58,7 @@ def header_block(raw: bytes, start: int, parser: BytesParser,
                 fields = parser.parsebytes(b"".join(pieces), headersonly=True)
                 boundary = fields.get_boundary() \
                     if fields.get_content_maintype() == "multipart" else None
-                declared = str(boundary).encode("utf-8", "surrogateescape") if boundary else b""
+                declared = boundary_bytes(boundary) if boundary else b""
             if ends_fields(position, declared):
                 break  # a part of header fields only
             pieces.append(raw[position:following])
@@ -70,16 +71,23 @@ def header_block(raw: bytes, start: int, parser: BytesParser,
     return HeaderBlock(b"".join(pieces), min(position, end), rejoined)
 
 
+def boundary_bytes(boundary: object) -> bytes:
+    """A boundary as the bytes its delimiter lines hold."""
+    text = str(boundary)
+    try:
+        return text.encode("utf-8", "surrogateescape")  # 8-bit bytes as they were sent
+    except UnicodeEncodeError:
+        # A lone surrogate, decoded from an RFC 2231 value (utf-7, unicode-escape):
+        # its UTF-8 form is the one a delimiter line could hold.
+        return text.encode("utf-8", "surrogatepass")
+
+
 def line_at(raw: bytes, start: int) -> tuple[int, int]:
     """(end of the line's content, start of the next line); CRLF, LF or a lone CR ends a line."""
-    newline = raw.find(b"\n", start)
-    stop = len(raw) if newline == -1 else newline
-    cr = raw.find(b"\r", start, stop)
-    if cr != -1 and cr + 1 != newline:
-        return cr, cr + 1
-    if newline == -1:
-        return len(raw), len(raw)
-    return (newline - 1 if cr != -1 else newline), newline + 1
+    # One search for whichever comes first: looking for LF, then for CR before
+    # it, would scan to the end of CR-only text for every line.
+    found = _LINE_END.search(raw, start)
+    return (found.start(), found.end()) if found else (len(raw), len(raw))
 
 
 def delimiter_at(raw: bytes, line: int, boundary: bytes) -> tuple[bool, int] | None:

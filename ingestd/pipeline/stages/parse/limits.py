@@ -23,9 +23,30 @@ from ingestd.mailtext import POLICY
 from ingestd.pipeline.stages.parse.boundaries import reread
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
+# A charset label is printable ASCII; anything else (NUL, control characters,
+# 8-bit text, an RFC 2231 value) is no codec name and makes codec lookups raise.
+_NOT_A_LABEL = re.compile(r"[^\x20-\x7e]")
+# What makes a Content-Type worth reading the charset parameter of: RFC 2231
+# syntax or a character that cannot be in a label. Most parts have neither.
+_ODD_PARAMETER = re.compile(r"[*\x00-\x1f\x7f-\U0010ffff]")
+_UNREADABLE = (ValueError, LookupError, UnicodeError, TypeError)
+# Content-Type and Content-Disposition are cut to this many characters (at a
+# ';'): every parameter lookup re-splits the whole field, quadratically in the
+# stdlib, and each part's field is looked up a dozen times (800 KB of ';' took
+# a minute). Real fields, long RFC 2231 names included, stay far below it.
+_MAX_PARAMETERS = 8192
+_PARAMETER_FIELDS = ("content-type", "content-disposition")
 _LOOSE_BOUNDARY = re.compile(r'\bboundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
 
 Leaf = tuple[Message, int]  # the part, and its index among its parent's parts
+
+
+class ParametersCutDefect(errors.MessageDefect):
+    """A Content-Type or Content-Disposition field was cut to its first 8192 characters."""
+
+
+class UnreadableCharsetDefect(errors.MessageDefect):
+    """The charset parameter held no label (NUL, control or 8-bit characters); read as none."""
 
 
 class LenientMessage(Message):
@@ -42,7 +63,14 @@ class LenientMessage(Message):
 
     def get_boundary(self, failobj: Any = None) -> Any:
         missing = object()
-        boundary = super().get_boundary(missing)
+        # The stdlib's parser asks before the shape walk could cut the field.
+        _bound_parameters(self)
+        try:
+            boundary = super().get_boundary(missing)
+        except _UNREADABLE:
+            # An RFC 2231 value naming a charset with NUL in it: no boundary
+            # can be read, and guessing from the body is what is left.
+            return failobj
         if boundary is missing:
             found = _LOOSE_BOUNDARY.search(str(self.get("content-type", "")))
             if found is None:
@@ -98,6 +126,7 @@ def _shape(tree: Message, limits: ProcessingLimits) -> tuple[list[Leaf], bool]:
             raise LimitExceeded("depth")
         faulted = faulted or (bool(part.defects) and _lost_parts(part))
         _strip_transfer_encoding(part)
+        _bound_parameters(part)
         _plain_charset(part)
         content = payload(part)
         enclosed = part.get_content_maintype() == "message"
@@ -129,25 +158,73 @@ def _lost_parts(part: Message) -> bool:
 
 
 def payload(part: Message) -> Any:
-    """The payload, without the charset decoding that fails for codecs like idna."""
+    """The payload as parsed: the parts, or the body text (8-bit bytes as surrogate escapes).
+
+    Not ``get_payload()``: that decodes 8-bit text with the declared charset,
+    which fails for codecs like idna and, for a base64 part declared utf-16,
+    turns the base64 itself into garbage before it is decoded.
+    """
+    content = vars(part).get("_payload")
+    return "" if content is None else content
+
+
+def declared_charset(part: Message) -> str | None:
+    """The part's charset label, or None when it has none or none a codec could be named by."""
     try:
-        return part.get_payload()
-    except (LookupError, UnicodeError, ValueError):
-        return part.get_payload(decode=True) or b""
+        charset = part.get_content_charset()
+    except _UNREADABLE:
+        return None
+    return charset if charset and _NOT_A_LABEL.search(charset) is None else None
 
 
 def _plain_charset(part: Message) -> None:
     """``charset*=utf-8''latin-1`` (RFC 2231 form) as a plain ``charset`` parameter.
 
     The stdlib hands such a parameter over as a tuple, and its own payload
-    decoding then raises TypeError; every reader of the tree would have to
-    guard against it, so the parameter is rewritten once, here.
+    decoding then raises TypeError; a label with NUL in it makes codec lookups
+    raise ValueError. Every reader of the tree (mail-parser too) would have to
+    guard against these, so the parameter is rewritten once, here, or removed
+    when it holds no label at all (the part then reads as having no charset).
     """
-    if "*" not in str(part.get("content-type", "")):
+    if _ODD_PARAMETER.search(str(part.get("content-type", ""))) is None:
         return
-    charset = part.get_param("charset")
+    try:
+        declared = part.get_param("charset")
+    except _UNREADABLE:
+        return  # parameters the stdlib cannot split (continuations out of order)
+    charset = declared
     if isinstance(charset, tuple):
-        part.set_param("charset", collapse_rfc2231_value(charset, errors="replace"))
+        try:
+            charset = collapse_rfc2231_value(charset, errors="replace")
+        except _UNREADABLE:
+            charset = None  # the value's own charset has NUL in its name
+    label = isinstance(charset, str) and _NOT_A_LABEL.search(charset) is None
+    if declared is None or (label and charset == declared):
+        return
+    if not label:
+        part.defects.append(UnreadableCharsetDefect())
+    try:
+        if label:
+            part.set_param("charset", str(charset))
+        else:
+            part.del_param("charset")
+    except _UNREADABLE:
+        # Writing the field back fails on another parameter (an RFC 2231 value
+        # its own charset cannot encode): the field stays, and the readers
+        # that matter guard themselves (``declared_charset``, ``get_boundary``).
+        pass
+
+
+def _bound_parameters(part: Message) -> None:
+    # The raw values: measuring needs no decoding, and every part pays for this.
+    for name, value in part.raw_items():
+        if len(value) > _MAX_PARAMETERS and name.lower() in _PARAMETER_FIELDS:
+            text = str(part.get(name))
+            if len(text) <= _MAX_PARAMETERS:
+                continue  # a second field of the name: only the first is read
+            cut = text.rfind(";", 0, _MAX_PARAMETERS)
+            part.replace_header(name, text[:cut if cut > 0 else _MAX_PARAMETERS])
+            part.defects.append(ParametersCutDefect())
 
 
 def _strip_transfer_encoding(part: Message) -> None:

@@ -22,10 +22,18 @@ from ingestd.mailtext import clean_text, decode_words
 
 # RFC 5321 caps a path at 256 octets; nothing longer names a real sender.
 _MAX_ADDRESS = 254
+# How much of a From value is read: real ones are a few hundred characters,
+# and a header of megabytes must not make every search below scan all of it.
+_MAX_VALUE = 2048
 # An address as it appears in free text: no space, bracket, quote or separator.
-_LOOSE_ADDRESS = re.compile(r"""[^\s<>"'(),;:\[\]]+@[^\s<>"'(),;:\[\]@]+""")
+# It may only start where such a word starts (the look-behind): otherwise each
+# position inside a long word without "@" would scan the rest of it again.
+_LOOSE_ADDRESS = re.compile(
+    r"""(?<![^\s<>"'(),;:\[\]])[^\s<>"'(),;:\[\]]+@[^\s<>"'(),;:\[\]@]+""")
 _COMMENT = re.compile(r"\([^()]*\)")
-_BRACKETED = re.compile(r"<([^<>]*@[^<>]*)>")
+# The same text as "<[^<>]*@[^<>]*>", but only the first "@" is tried as the
+# split: with many "@" and no ">" the other form backtracks over each pair.
+_BRACKETED = re.compile(r"<([^<>@]*@[^<>]*)>")
 _BRACKETED_WORD = re.compile(r"<\s*([A-Za-z0-9][A-Za-z0-9._+-]*)\s*>")
 _SPACE = re.compile(r"\s")
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -66,6 +74,18 @@ def read_sender(values: list[str], parsed: tuple[str, str] | None) -> SenderFiel
     return _bounded(sender)
 
 
+def address_pairs(values: list[str]) -> list[tuple[str, str]]:
+    """``email.utils.getaddresses``, or nothing where it gives up.
+
+    Its comment reader recurses once per nested "(": a header of a thousand
+    opening parentheses raised RecursionError out of the parser.
+    """
+    try:
+        return getaddresses(values)
+    except RecursionError:
+        return []
+
+
 # Read, in this order, when no From header yields an address with a domain.
 FALLBACK_HEADERS = ("Sender", "Reply-To")
 
@@ -98,9 +118,10 @@ def read_fallback(sender: SenderFields, headers: dict[str, list[str]]) -> str:
 
 def recover(value: str) -> tuple[str | None, str | None, str]:
     """(display name, address, how) from one From value, as well as it can be read."""
+    value = value[:_MAX_VALUE]
     # Parsed before decoding, so that ":" or "," inside an encoded word
     # cannot split the display name (RFC 2047 words are decoded afterwards).
-    for name, address in getaddresses([value]):
+    for name, address in address_pairs([value]):
         address = _normalised(address)
         if "@" in address and address in _plain(value) and not _SPACE.search(address):
             return _name(name, address), address, "address parsed"
@@ -143,7 +164,7 @@ def _display_name(parsed: str, value: str, address: str) -> str:
     """
     if _C1.search(parsed) is None:
         return parsed
-    for name, found in getaddresses([value]):
+    for name, found in address_pairs([value[:_MAX_VALUE]]):
         if _normalised(found) == address and name:
             return name
     return parsed
@@ -153,7 +174,7 @@ def _sound(address: str, values: list[str]) -> bool:
     """mail-parser's address is one the header really holds (not glued from its words)."""
     address = _normalised(address)
     return "@" in address and not address.endswith(".") and any(
-        address in _plain(v) for v in values)
+        address in _plain(v[:_MAX_VALUE]) for v in values)
 
 
 def _plain(value: str) -> str:

@@ -14,6 +14,7 @@ import re
 import string
 from email.message import Message
 
+from ingestd.mailtext import clean_text
 from ingestd.pipeline.stages.parse.limits import payload
 
 UUENCODINGS = frozenset({"x-uuencode", "uuencode", "x-uue", "uue"})
@@ -39,7 +40,7 @@ def decoded_payload(part: Message, defects: list[str]) -> bytes:
         if isinstance(content, str | bytes):
             raw = content.encode("utf-8", "surrogateescape") if isinstance(content, str) \
                 else content
-            kind = part.get_content_type()
+            kind = clean_text(part.get_content_type())
             if encoding == "base64":
                 return base64_bytes(raw, defects, kind)
             return uu_bytes(raw, defects, kind)
@@ -80,7 +81,7 @@ def _lenient_base64(raw: bytes, defects: list[str], kind: str) -> bytes:
             if len(stray) + spaces > _DAMAGE or len(stray) * 8 > len(line):
                 if not used:
                     # Text from its first line on: mislabelled, not damaged.
-                    defects.append(f"{kind} part declared base64 is not base64; kept as it was")
+                    _note(defects, f"{kind} part declared base64 is not base64; kept as it was")
                     return raw
                 garbage += 1
                 continue
@@ -113,9 +114,14 @@ def _lenient_base64(raw: bytes, defects: list[str], kind: str) -> bytes:
         (resumed, "data after padding decoded too"),
         (ignored, "text after padding ignored"),
     ) if count]
-    defects.append(f"invalid base64 in {kind} part: {', '.join(reasons) or 'malformed'}; "
+    _note(defects, f"invalid base64 in {kind} part: {', '.join(reasons) or 'malformed'}; "
                    "decoded as far as possible")
     return bytes(out)
+
+
+def _note(defects: list[str], defect: str) -> None:
+    """Add a defect that quotes the part's type: stored text, where PostgreSQL refuses NUL."""
+    defects.append(clean_text(defect))
 
 
 def _decode_tail(chars: bytes, out: bytearray) -> int:
@@ -147,13 +153,13 @@ def uu_bytes(raw: bytes, defects: list[str], kind: str = "application/octet-stre
     if not decoded and not skipped:
         return b""  # an empty part: nothing to decode, nothing missing
     if not decoded:
-        defects.append(f"{kind} part declared uuencoded holds no uuencoded line; "
+        _note(defects, f"{kind} part declared uuencoded holds no uuencoded line; "
                        "kept as it was")
         return raw
     reasons = ([] if start is not None else ["no begin line"]) + \
         ([f"{skipped} undecodable lines skipped"] if skipped else [])
     if reasons:
-        defects.append(f"uuencoded {kind} part: {', '.join(reasons)}; "
+        _note(defects, f"uuencoded {kind} part: {', '.join(reasons)}; "
                        "decoded as far as possible")
     return bytes(out)
 
