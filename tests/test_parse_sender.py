@@ -35,6 +35,23 @@ def test_a_malformed_from_still_names_its_sender(header: bytes, address: str,
     assert (parsed.from_address, parsed.from_name) == (address, name)
 
 
+@pytest.mark.parametrize("header,name", [
+    (b'From: "a b"@example.com', None),
+    (b'From: Ann <"A B"@Example.com>', "Ann"),
+    (b'From: Ann <"a b"@example.com.>', "Ann"),
+])
+def test_a_quoted_local_part_keeps_its_quotes(header: bytes, name: str | None) -> None:
+    """`"a b"@example.com` is the mailbox; its opening quote is not a stray one."""
+    parsed = _parsed(header)
+    assert (parsed.from_address, parsed.from_name) == ('"a b"@example.com', name)
+
+
+def test_quotes_around_the_whole_address_are_dropped() -> None:
+    """`"someone@example.com"` (one pair around it all) or a quote with no partner."""
+    assert _parsed(b'From: "someone@example.com"').from_address == "someone@example.com"
+    assert _parsed(b"From: Bo <bo@example.com'>").from_address == "bo@example.com"
+
+
 def test_the_null_sender_stays_no_sender() -> None:
     """`From: <>` names nobody: no address is made up for it."""
     assert _parsed(b"From: <>").from_address is None

@@ -109,7 +109,7 @@ def recover(value: str) -> tuple[str | None, str | None, str]:
         # <john smith@example.com>: the mailbox the sender meant, quoted as
         # RFC 5322 3.4.1 writes a local part with spaces.
         local, _, domain = bracketed.group(1).strip().rpartition("@")
-        local = " ".join(clean_text(local).split()).lower()
+        local = " ".join(clean_text(local).strip().strip('"').split()).lower()
         address = f'"{local}"@{clean_text(domain).strip().rstrip(".").lower()}'
         rest = value.replace(bracketed.group(0), " ")
         return _name(rest, address), address, "spaces in the local part quoted"
@@ -165,8 +165,19 @@ def _unquoted(value: str) -> str:
 
 
 def _normalised(address: str) -> str:
-    """Lower case, no brackets or stray quotes around it, no trailing dot on the domain."""
-    text = clean_text(address).strip().strip("<>\"' ").lower()
+    """Lower case, no brackets or quotes around it, no trailing dot on the domain.
+
+    Quotes go only when one pair wraps the whole address ("a@example.com"),
+    or when a quote at either end has no partner: in ``"a b"@example.com``
+    they belong to the local part (RFC 5322 3.4.1).
+    """
+    text = clean_text(address).strip().strip("<> ").lower()
+    for quote in "\"'":
+        if text.count(quote) == 2 and text[0] == text[-1] == quote:
+            text = text[1:-1]
+        elif text.count(quote) == 1:
+            text = text.strip(quote)
+        text = text.strip().strip("<> ")
     local, at, domain = text.rpartition("@")
     if at:
         # "a@example.com." names the same host as "a@example.com".
