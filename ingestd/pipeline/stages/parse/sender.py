@@ -21,7 +21,7 @@ from email.utils import getaddresses
 from ingestd.mailtext import clean_text, decode_words
 
 # RFC 5321 caps a path at 256 octets; nothing longer names a real sender.
-_MAX_ADDRESS = 254
+MAX_ADDRESS = 254
 # An address as it appears in free text: no space, bracket, quote or separator.
 _LOOSE_ADDRESS = re.compile(r"""[^\s<>"'(),;:\[\]]+@[^\s<>"'(),;:\[\]@]+""")
 _COMMENT = re.compile(r"\([^()]*\)")
@@ -196,7 +196,7 @@ def _bounded(sender: SenderFields) -> SenderFields:
             d.endswith(f"address without a domain: {sender.address[:100]}")
             for d in sender.defects):
         sender.defects.append(f"From address without @: {sender.address[:100]}")
-    if sender.address is not None and len(sender.address) > _MAX_ADDRESS:
+    if sender.address is not None and len(sender.address) > MAX_ADDRESS:
         sender.defects.append(f"From address of {len(sender.address)} characters ignored")
         sender.address = None
     return sender
