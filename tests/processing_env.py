@@ -57,20 +57,27 @@ class ProcessingEnv:
     port: int | None = None
     delivered: list[int] = field(default_factory=list)
 
-    def deliver(self, name: str, mailbox: str = "support", raw: bytes | None = None) -> Any:
-        """Deliver a fixture (or ``raw``) and wait until it is processed; return its row."""
+    def deliver(self, name: str, mailbox: str = "support", raw: bytes | None = None,
+                envelope_from: str | None = None) -> Any:
+        """Deliver a fixture (or ``raw``) and wait until it is processed; return its row.
+
+        ``envelope_from`` is MAIL FROM (relay@example.net over SMTP when not
+        given; `ingest` knows none then).
+        """
         data = raw if raw is not None else (FIXTURES / name).read_bytes()
         before = self._max_id()
         if self.via == "ingest":
             path = self.config_path.parent / "in.eml"
             path.write_bytes(data)
+            envelope = [] if envelope_from is None else ["--envelope-from", envelope_from]
             code = main(["ingest", "--config", str(self.config_path), "--mailbox", mailbox,
-                         str(path)])
+                         *envelope, str(path)])
             assert code == 0, f"ingest exited {code}"
         else:
             assert self.port is not None
             with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as client:
-                client.sendmail("relay@example.net", [f"{mailbox}@example.com"], data)
+                client.sendmail(envelope_from or "relay@example.net",
+                                [f"{mailbox}@example.com"], data)
         row = wait_for(lambda: self._done_after(before), timeout=20, what=f"{name} processed")
         return row
 

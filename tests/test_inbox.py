@@ -207,3 +207,24 @@ def test_the_stored_message_outlives_every_action(box: InboxEnv) -> None:
     box.json("inbox", "delete", str(item), "--as", ADA)
     inbound = box.rows(INBOUND, INBOUND.c.inbox_item_id == item)
     assert [row.status for row in inbound] == ["processed"]
+
+
+def test_attach_and_new_read_the_envelope_sender_as_processing_did(box: InboxEnv) -> None:
+    """No From at all: the item, the attached action and the new ticket all name MAIL FROM."""
+    opportunity = box.processing.deliver("o", "sales", mail("alice@acme.example", "Quote"))
+    no_from = ("To: triage@example.com\r\nSubject: {0}\r\nMessage-ID: <no-from-{0}@x>\r\n"
+               "\r\nWho wrote this?\r\n")
+    # processing_env's SMTP client sends MAIL FROM:<relay@example.net>.
+    attached = box.item(no_from.format("attach").encode())
+    converted = box.item(no_from.format("convert").encode())
+    assert box.show(attached)["from"] == "relay@example.net"
+    box.json("inbox", "attach", str(attached), "--ticket", str(opportunity.ticket_id),
+             "--as", NINA)
+    action = box.processing.ticket(opportunity.ticket_id)["actions"][1]
+    assert (action["from"], action["sender_kind"]) == ("relay@example.net", "user")
+    record = box.json("inbox", "new", str(converted), "--as", NINA)
+    [action] = box.processing.ticket(record["ticket_id"])["actions"]
+    assert action["from"] == "relay@example.net"
+    ticket = box.rows(TICKETS, TICKETS.c.id == record["ticket_id"])[0]
+    user = box.rows(USERS, USERS.c.id == ticket.user_id)[0]
+    assert user.email == "relay@example.net"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ingestd.config.settings import ProcessingLimits
 from ingestd.pipeline.stages.parse import parse_message
 from ingestd.pipeline.stages.parse.headerfolds import repair_folds
@@ -43,10 +45,11 @@ def test_a_boundary_right_after_the_header_is_not_joined() -> None:
 
 def test_only_the_header_block_within_the_limit_is_read() -> None:
     """A header block not closed within the limit is left for the header limit to refuse."""
-    raw = b"From: a@example.com\r\nX: 1\r\nstray\r\nY: 2\r\n" + b"Z: 3\r\n" * 100 + b"\r\nbody"
+    raw = (b"From: a@example.com\r\nX-A: 1\r\nstray\r\nX-B: 2\r\n" + b"X-C: 3\r\n" * 100
+           + b"\r\nbody")
     assert repair_folds(raw, 64) == (raw, None)
     fixed, defect = repair_folds(raw, 4096)
-    assert fixed.startswith(b"From: a@example.com\r\nX: 1\r\n stray\r\nY: 2\r\n")
+    assert fixed.startswith(b"From: a@example.com\r\nX-A: 1\r\n stray\r\nX-B: 2\r\n")
     assert fixed.endswith(b"\r\nbody") and defect is not None
 
 
@@ -55,3 +58,42 @@ def test_lf_and_cr_line_ends_are_repaired_alike() -> None:
         raw = STRAY.replace(b"\r\n", eol)
         parsed = parse_message(raw, ProcessingLimits())
         assert parsed.message_id == "<fold@example.com>", eol
+
+
+CONTACT_FORM = (b"From: web@shop.example\r\nTo: sales@example.com\r\n"
+                b"Subject: Contact form\r\n")
+
+
+def test_a_body_of_form_fields_is_not_read_as_header_fields() -> None:
+    """Contact-form mail: "Name:" and "Email:" lines after a stray line stay the body."""
+    raw = (CONTACT_FORM + b"New submission from the website\r\n"
+           b"Name: John\r\nEmail: j@x.example\r\nMessage: hi\r\n\r\nSent by the form\r\n")
+    assert repair_folds(raw, 4096) == (raw, None)
+    parsed = parse_message(raw, ProcessingLimits())
+    assert parsed.subject == "Contact form"
+    assert "Name: John\nEmail: j@x.example\nMessage: hi" in parsed.text
+
+
+def test_a_form_body_after_a_blank_line_is_the_body() -> None:
+    """The ordinary contact form: a blank line, then "Key: value" lines, all body."""
+    raw = CONTACT_FORM + b"\r\nName: John\r\nEmail: j@x.example\r\nMessage: hi\r\n"
+    parsed = parse_message(raw, ProcessingLimits())
+    assert parsed.text == "Name: John\nEmail: j@x.example\nMessage: hi\n"
+    assert not any("folded" in d for d in parsed.defects)
+
+
+def test_a_stray_line_is_a_fold_only_when_the_block_is_closed() -> None:
+    """A form body whose own fields are known names, no blank line before it: unchanged."""
+    raw = CONTACT_FORM + b"New enquiry\r\nFrom: John Smith\r\nSubject: a quote\r\n"
+    assert repair_folds(raw, 4096) == (raw, None)
+    assert "From: John Smith" in parse_message(raw, ProcessingLimits()).text
+
+
+@pytest.mark.parametrize("name", [b"Name", b"Email", b"Phone", b"Order"])
+def test_only_a_known_field_name_after_a_stray_line_makes_it_a_fold(name: bytes) -> None:
+    """The same block is repaired when Message-ID follows the stray line, not when ``name`` does."""
+    body = b"\r\n\r\nbody\r\n"
+    known = CONTACT_FORM + b"wrapped\r\nMessage-ID: <m@x>\r\n" + name + b": 1" + body
+    unknown = CONTACT_FORM + b"wrapped\r\n" + name + b": 1\r\nMessage-ID: <m@x>" + body
+    assert repair_folds(known, 4096)[1] is not None
+    assert repair_folds(unknown, 4096) == (unknown, None)

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from ingestd.config.settings import ProcessingLimits
-from ingestd.pipeline.stages.parse import parse_message
+from ingestd.pipeline.parsed import ParsedMessage
+from ingestd.pipeline.stages.parse import parse_message, with_envelope_sender
 
 
 def _parsed(from_lines: bytes) -> Any:
@@ -33,6 +34,23 @@ def test_a_malformed_from_still_names_its_sender(header: bytes, address: str,
     """Faults mail-parser gives up on still yield the address (and name) the header holds."""
     parsed = _parsed(header)
     assert (parsed.from_address, parsed.from_name) == (address, name)
+
+
+@pytest.mark.parametrize("header,name", [
+    (b'From: "a b"@example.com', None),
+    (b'From: Ann <"A B"@Example.com>', "Ann"),
+    (b'From: Ann <"a b"@example.com.>', "Ann"),
+])
+def test_a_quoted_local_part_keeps_its_quotes(header: bytes, name: str | None) -> None:
+    """`"a b"@example.com` is the mailbox; its opening quote is not a stray one."""
+    parsed = _parsed(header)
+    assert (parsed.from_address, parsed.from_name) == ('"a b"@example.com', name)
+
+
+def test_quotes_around_the_whole_address_are_dropped() -> None:
+    """`"someone@example.com"` (one pair around it all) or a quote with no partner."""
+    assert _parsed(b'From: "someone@example.com"').from_address == "someone@example.com"
+    assert _parsed(b"From: Bo <bo@example.com'>").from_address == "bo@example.com"
 
 
 def test_the_null_sender_stays_no_sender() -> None:
@@ -115,3 +133,39 @@ def test_without_any_sender_header_the_envelope_names_the_sender(env: Any) -> No
     if env_from:
         assert "sender from envelope (no usable From)" in row.reason
         assert "no From header; sender read from the envelope" in row.defects
+
+
+def test_an_overlong_envelope_sender_leaves_the_mail_without_one(env: Any) -> None:
+    """MAIL FROM longer than any address (RFC 5321): processed with no sender, not refused."""
+    raw = (b"To: support@example.com\r\nSubject: long envelope\r\n"
+           b"Message-ID: <long-envelope@example.net>\r\n\r\nHi\r\n")
+    envelope = "x" * 330 + "@example.net"
+    row = env.deliver("long-envelope", raw=raw, envelope_from=envelope)
+    assert row.status == "processed", row.reason
+    assert f"envelope sender of {len(envelope)} characters ignored" in row.defects
+    action = env.ticket(row.ticket_id)["actions"][0]
+    assert (action["from"], action["sender_kind"]) == (None, "unknown")
+
+
+def _no_from() -> ParsedMessage:
+    return parse_message(b"To: support@example.com\r\nSubject: s\r\n\r\nbody\r\n",
+                         ProcessingLimits())
+
+
+@pytest.mark.parametrize("envelope,address", [
+    ("<Ann@Example.NET>", "ann@example.net"),
+    ("a\x00n\x01n\x7f@exa\x9fmple.net", "ann@example.net"),
+    ("x" * 242 + "@example.net", "x" * 242 + "@example.net"),  # 254, the longest path
+    ("x" * 243 + "@example.net", None),
+    ("", None),
+])
+def test_the_envelope_sender_is_cleaned_and_bounded(envelope: str, address: str | None) -> None:
+    """No control characters survive, and nothing longer than 254 characters is an address."""
+    parsed = with_envelope_sender(_no_from(), envelope)
+    assert parsed.from_address == address
+    assert parsed.sender_header == ("envelope" if address else "From")
+
+
+def test_a_usable_from_is_never_replaced_by_the_envelope() -> None:
+    parsed = parse_message(b"From: a@example.com\r\n\r\nbody\r\n", ProcessingLimits())
+    assert with_envelope_sender(parsed, "b@example.com") is parsed

@@ -99,6 +99,23 @@ def test_domain_matching_and_the_domains_that_never_match(sales: Any) -> None:
     assert "example.com is our own domain" in own[1].reason
 
 
+@pytest.mark.parametrize("mailbox", ["nina", "dom"])
+def test_a_doubtful_sender_is_never_matched(sales: Any, mailbox: str) -> None:
+    """Two From headers: the first names a contact with an open opportunity; no match."""
+    first = sales.deliver("q", mailbox, _mail("alice@acme.example", "Quote for 20 laptops", 1))
+    doubtful = sales.deliver("d", mailbox, _mail(
+        "alice@acme.example", "Re: Quote for 20 laptops", 2,
+        extra="From: Mallory <m@evil.example>\r\n"))
+    assert doubtful.status == "processed" and doubtful.ticket_id != first.ticket_id
+    assert doubtful.reason == ("sender unknown: several From headers; sender doubtful "
+                               "(several From headers): never matched by sender; "
+                               "new opportunity")
+    assert _ticket(sales, doubtful.ticket_id).type == "opportunity"
+    # The same mail with one From header still matches.
+    trusted = sales.deliver("t", mailbox, _mail("alice@acme.example", "Quote for 20 laptops", 3))
+    assert trusted.ticket_id == first.ticket_id
+
+
 def test_several_candidates_take_the_most_recently_updated(sales: Any) -> None:
     one = sales.deliver("a", "nina", _mail("alice@acme.example", "Quote", 1))
     two = sales.deliver("b", "nina", _mail("bob@acme.example", "Quote", 2))

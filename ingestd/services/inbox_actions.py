@@ -5,7 +5,8 @@ Each function runs inside the caller's transaction and starts with
 client, a message that no longer parses) propagates, the caller's
 transaction rolls back, and the item is open again: nothing changed.
 
-The stored message is parsed again with today's limits, and its sender
+The stored message is parsed again with today's limits, its sender read as
+the parse stage reads it (the envelope sender when no header has one) and
 classified as processing would (``identify_sender``), so an attached or
 converted item looks like mail that reached the ticket directly.
 """
@@ -24,7 +25,7 @@ from ingestd.errors import Forbidden, InvalidRequest, LimitExceeded, NotFound
 from ingestd.pipeline.parsed import ParsedMessage
 from ingestd.pipeline.stages.apply import add_email_action, new_ticket, touch_ticket
 from ingestd.pipeline.stages.classify import identify_sender
-from ingestd.pipeline.stages.parse import parse_message
+from ingestd.pipeline.stages.parse import parse_message, with_envelope_sender
 from ingestd.pipeline.summary import clean_summary
 from ingestd.services.inbox_items import Actor, claim, find_item, item_record, link
 
@@ -119,13 +120,15 @@ def _client_for(conn: sa.Connection, name: str | None, sender: str | None) -> in
 
 
 def _stored_message(conn: sa.Connection, settings: IngestdSettings, item: Any) -> ParsedMessage:
-    raw = conn.execute(
-        sa.select(INBOUND.c.raw).where(INBOUND.c.id == item.inbound_message_id)).scalar()
-    if raw is None:
+    stored = conn.execute(
+        sa.select(INBOUND.c.raw, INBOUND.c.envelope_from)
+        .where(INBOUND.c.id == item.inbound_message_id)).first()
+    if stored is None or stored.raw is None:
         raise InvalidRequest(f"item {item.id} has no stored message")
     try:
-        return parse_message(bytes(raw), settings.processing.limits)
+        parsed = parse_message(bytes(stored.raw), settings.processing.limits)
     except LimitExceeded as exc:
         raise InvalidRequest(
             f"item {item.id}: the stored message breaks processing limit {exc.which}"
         ) from exc
+    return with_envelope_sender(parsed, stored.envelope_from)

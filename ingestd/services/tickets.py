@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ingestd.addresses import split_addresses
 from ingestd.db.models import utcnow
 from ingestd.db.tables import ACTIONS, AGENTS, ATTACHMENTS, CLIENTS, SITES, TICKETS, USERS
 from ingestd.errors import InvalidRequest, NotFound
@@ -18,12 +19,6 @@ from ingestd.services.vocabulary import TICKET_STATUSES
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _addresses(stored: str | None) -> list[str]:
-    # Stored joined with ", " (pipeline/stages/apply.py: address_list); an
-    # address never holds ", " outside a quoted local part, which mail lacks.
-    return stored.split(", ") if stored else []
 
 
 def _ticket_query() -> sa.Select[Any]:
@@ -81,8 +76,8 @@ def show_ticket(conn: sa.Connection, ticket_id: int) -> dict[str, Any]:
         {
             "id": a.id, "kind": a.kind, "sender_kind": a.sender_kind,
             "user_created": a.user_created, "from": a.from_address, "from_name": a.from_name,
-            "to": _addresses(a.to_address), "cc": _addresses(a.cc_address),
-            "reply_to": _addresses(a.reply_to_address), "subject": a.subject,
+            "to": split_addresses(a.to_address), "cc": split_addresses(a.cc_address),
+            "reply_to": split_addresses(a.reply_to_address), "subject": a.subject,
             "body_text": a.body_text, "message_id": a.message_id,
             "created_at": _iso(a.created_at),
             "attachments": [

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from ingestd.addresses import joined_addresses
 from ingestd.db.tables import ACTIONS, ATTACHMENTS, TICKETS
 from ingestd.pipeline.context import MessageContext, Outcome, Sender
 from ingestd.pipeline.parsed import ParsedMessage
@@ -24,11 +25,6 @@ _TICKET_STATUS = sa.select(TICKETS.c.status).where(TICKETS.c.id == sa.bindparam(
 _TOUCH = (sa.update(TICKETS).where(TICKETS.c.id == sa.bindparam("b_id"))
           .values(updated_at=sa.bindparam("b_now")))
 _REOPEN = _TOUCH.values(status="open")
-
-
-def address_list(addresses: tuple[str, ...]) -> str | None:
-    """Addresses as stored in an action's address columns (``services.tickets`` splits them)."""
-    return ", ".join(dict.fromkeys(addresses)) or None
 
 
 def apply_to_ticket(ctx: MessageContext) -> Outcome:
@@ -85,8 +81,8 @@ def add_email_action(db: sa.Connection, ticket_id: int, message: ParsedMessage, 
         "ticket_id": ticket_id, "kind": "email", "sender_kind": sender.kind,
         "user_created": sender.user_created, "from_address": message.from_address,
         "from_name": (message.from_name or "")[:255] or None,
-        "to_address": address_list(message.to), "cc_address": address_list(message.cc),
-        "reply_to_address": address_list(message.reply_to), "subject": message.subject,
+        "to_address": joined_addresses(message.to), "cc_address": joined_addresses(message.cc),
+        "reply_to_address": joined_addresses(message.reply_to), "subject": message.subject,
         "body_text": message.text, "body_html": message.html, "message_id": message.message_id,
         "inbound_message_id": inbound_id, "created_at": now,
     }).scalar_one()

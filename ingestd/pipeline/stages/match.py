@@ -6,8 +6,9 @@ In-Reply-To / References always wins, matching on or off: a customer's
 reply to an opportunity lands on it, not in My Inbox. Otherwise, with
 matching off the message becomes an item in the owner's My Inbox; with it
 on, an open ticket of the mailbox's ``match_type`` is looked for by sender
-address and subject, or by the sender's domain. Every decision is a note, so
-it ends up in the inbound row's reason.
+address and subject, or by the sender's domain; never when the sender is
+doubtful (several From headers). Every decision is a note, so it ends up in
+the inbound row's reason.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def match_opportunity(ctx: MessageContext) -> Outcome | None:
         ctx.notes.append(f"matching off: My Inbox of {ctx.mailbox.owner}")
         return None
     ctx.new_ticket_type = ctx.mailbox.match_type
+    if ctx.message.sender_doubtful:
+        # Several From headers: the address shown may be borrowed, and must
+        # not pull the mail onto that contact's (or domain's) opportunity.
+        ctx.notes.append(f"sender doubtful (several From headers): never matched by sender; "
+                         f"new {ctx.mailbox.match_type}")
+        return None
     address = ctx.sender.address if ctx.sender is not None else None
     if not address or "@" not in address:
         ctx.notes.append(f"no sender address to match: new {ctx.mailbox.match_type}")

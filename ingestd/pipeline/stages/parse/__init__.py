@@ -15,7 +15,6 @@ a defect each time), NUL never survives.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from email.message import Message
 
 from ingestd.config.settings import ProcessingLimits
@@ -30,14 +29,15 @@ from ingestd.pipeline.stages.parse.attachments import (
     forwarded_text,
     safe_filename,
 )
+from ingestd.pipeline.stages.parse.envelope import with_envelope_sender
 from ingestd.pipeline.stages.parse.fields import header_fields
 from ingestd.pipeline.stages.parse.headerfolds import repair_folds
 from ingestd.pipeline.stages.parse.html import render, sanitise_html, strip_tags
 from ingestd.pipeline.stages.parse.limits import Leaf, read_tree
 from ingestd.pipeline.stages.parse.rawparts import RawParts
-from ingestd.pipeline.stages.parse.sender import usable
 
-__all__ = ["clean_text", "parse", "parse_message", "safe_filename", "sanitise_html"]
+__all__ = ["clean_text", "parse", "parse_message", "safe_filename", "sanitise_html",
+           "with_envelope_sender"]
 
 
 def parse_message(raw: bytes, limits: ProcessingLimits) -> ParsedMessage:
@@ -124,13 +124,5 @@ def _render_each(parts: list[str], *, want_text: bool, defects: list[str]
 def parse(ctx: MessageContext) -> Outcome | None:
     """The stage: parse the raw bytes under the configured limits."""
     parsed = parse_message(ctx.raw, ctx.settings.processing.limits)
-    if not usable(parsed.from_address) and usable(ctx.envelope_from):
-        # The last resort for who sent it: the SMTP envelope (MAIL FROM), which
-        # only the message's journey knows, not its bytes.
-        what = "no From header" if parsed.from_address is None and not parsed.from_name \
-            else "no usable From"
-        parsed = replace(
-            parsed, from_address=ctx.envelope_from, sender_header="envelope",
-            defects=(*parsed.defects, f"{what}; sender read from the envelope"))
-    ctx.parsed = parsed
+    ctx.parsed = with_envelope_sender(parsed, ctx.envelope_from)
     return None

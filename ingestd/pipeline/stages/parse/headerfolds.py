@@ -8,6 +8,12 @@ When the lines that follow are still header fields, up to the blank line,
 the stray line was a fold: it is indented so that it continues the field
 before it, and a defect says so. When what follows reads as text, nothing is
 changed (a message with no blank line between header and body).
+
+A stray line is taken for a fold only when the next field is one mailers
+really write (``Message-ID``, ``Content-Type``, ``X-…``) and a blank line
+closes the block: contact-form mail whose body is "Name: John" / "Email: …"
+lines right after the header looks like header fields too, and reading it
+as such would lose the body.
 """
 
 from __future__ import annotations
@@ -18,6 +24,18 @@ import re
 _FIELD = re.compile(rb"(From |[\x21-\x39\x3b-\x7e]+:)")
 _NAMED_FIELD = re.compile(rb"[A-Za-z][A-Za-z0-9_-]*[ \t]*:")
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\n|\r|$)")
+_NAME = re.compile(rb"([A-Za-z][A-Za-z0-9_-]*)[ \t]*:")
+
+# Header fields that mail software writes (RFC 5322, 2045, 2369, 5321 trace
+# fields and the common extensions); a form's "Name:" or "Email:" is none.
+_KNOWN_NAMES = frozenset(
+    b"""accept-language authentication-results auto-submitted autocrypt bcc cc comments
+    date delivered-to disposition-notification-to dkim-signature domainkey-signature
+    envelope-to errors-to feedback-id from importance in-reply-to keywords message-id
+    mime-version organization precedence priority received received-spf references
+    reply-to return-path return-receipt-to sender sensitivity subject thread-index
+    thread-topic to user-agent""".split())
+_KNOWN_PREFIXES = (b"x-", b"content-", b"list-", b"resent-", b"arc-")
 
 
 def repair_folds(raw: bytes, limit: int) -> tuple[bytes, str | None]:
@@ -36,23 +54,38 @@ def repair_folds(raw: bytes, limit: int) -> tuple[bytes, str | None]:
             closed = True
             break
         lines.append(line)
-    if not closed and sum(map(len, lines)) < len(raw):
-        return raw, None  # header block not closed within the limit
+    if not closed:
+        # Not closed within the limit (the header limit refuses it), or never
+        # closed: then what follows the header is body text, not fields.
+        return raw, None
     kinds = [_kind(line) for line in lines]
     if "stray" not in kinds[1:] or kinds[0] == "stray":
         return raw, None
     pairs = list(zip(lines, kinds, strict=True))
     if any(line.startswith(b"--") for line in lines):
         return raw, None  # a MIME delimiter: the body began without a blank line
-    first = kinds.index("stray", 1)
-    following = kinds[first:]
-    if following.count("field") < max(1, following.count("stray")):
+    if not all(_known_field_follows(pairs, at) for at, kind in enumerate(kinds)
+               if kind == "stray"):
         return raw, None  # text after the header: a missing blank line, not a fold
     repaired = b"".join(b" " + line if kind == "stray" else line for line, kind in pairs)
     rest = raw[sum(map(len, lines)):]
-    joined = following.count("stray")
+    joined = kinds.count("stray")
     return (repaired + rest,
             f"{joined} header line(s) without leading white space read as folded")
+
+
+def _known_field_follows(pairs: list[tuple[bytes, str]], at: int) -> bool:
+    """The first field after the stray line at ``at`` (and its own folds) is a known one."""
+    for line, kind in pairs[at + 1:]:
+        if kind in ("stray", "continuation"):
+            continue
+        name = _NAME.match(line)
+        return kind == "field" and name is not None and _known(name.group(1).lower())
+    return False
+
+
+def _known(name: bytes) -> bool:
+    return name in _KNOWN_NAMES or name.startswith(_KNOWN_PREFIXES)
 
 
 def _kind(line: bytes) -> str:

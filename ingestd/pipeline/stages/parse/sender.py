@@ -21,7 +21,7 @@ from email.utils import getaddresses
 from ingestd.mailtext import clean_text, decode_words
 
 # RFC 5321 caps a path at 256 octets; nothing longer names a real sender.
-_MAX_ADDRESS = 254
+MAX_ADDRESS = 254
 # How much of a From value is read: real ones are a few hundred characters,
 # and a header of megabytes must not make every search below scan all of it.
 _MAX_VALUE = 2048
@@ -130,7 +130,7 @@ def recover(value: str) -> tuple[str | None, str | None, str]:
         # <john smith@example.com>: the mailbox the sender meant, quoted as
         # RFC 5322 3.4.1 writes a local part with spaces.
         local, _, domain = bracketed.group(1).strip().rpartition("@")
-        local = " ".join(clean_text(local).split()).lower()
+        local = " ".join(clean_text(local).strip().strip('"').split()).lower()
         address = f'"{local}"@{clean_text(domain).strip().rstrip(".").lower()}'
         rest = value.replace(bracketed.group(0), " ")
         return _name(rest, address), address, "spaces in the local part quoted"
@@ -186,8 +186,19 @@ def _unquoted(value: str) -> str:
 
 
 def _normalised(address: str) -> str:
-    """Lower case, no brackets or stray quotes around it, no trailing dot on the domain."""
-    text = clean_text(address).strip().strip("<>\"' ").lower()
+    """Lower case, no brackets or quotes around it, no trailing dot on the domain.
+
+    Quotes go only when one pair wraps the whole address ("a@example.com"),
+    or when a quote at either end has no partner: in ``"a b"@example.com``
+    they belong to the local part (RFC 5322 3.4.1).
+    """
+    text = clean_text(address).strip().strip("<> ").lower()
+    for quote in "\"'":
+        if text.count(quote) == 2 and text[0] == text[-1] == quote:
+            text = text[1:-1]
+        elif text.count(quote) == 1:
+            text = text.strip(quote)
+        text = text.strip().strip("<> ")
     local, at, domain = text.rpartition("@")
     if at:
         # "a@example.com." names the same host as "a@example.com".
@@ -206,7 +217,7 @@ def _bounded(sender: SenderFields) -> SenderFields:
             d.endswith(f"address without a domain: {sender.address[:100]}")
             for d in sender.defects):
         sender.defects.append(f"From address without @: {sender.address[:100]}")
-    if sender.address is not None and len(sender.address) > _MAX_ADDRESS:
+    if sender.address is not None and len(sender.address) > MAX_ADDRESS:
         sender.defects.append(f"From address of {len(sender.address)} characters ignored")
         sender.address = None
     return sender
