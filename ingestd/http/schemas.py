@@ -16,6 +16,11 @@ InboxStatus = Literal["open", "attached", "converted", "noted", "deleted"]
 assert set(InboxStatus.__args__) == set(INBOX_STATUSES)  # type: ignore[attr-defined]
 
 
+# At least one character that no one's idea of white space covers: Python's strip()
+# (which the services use) also strips \x1c-\x1f and \x85, JSON Schema's \s does not.
+_VISIBLE = r"[^\s\x1c-\x1f\x85]"
+
+
 class InboxItem(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -49,14 +54,14 @@ class AttachRequest(BaseModel):
 class NewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    summary: str | None = Field(default=None, max_length=1000, pattern=r"\S",
+    summary: str | None = Field(default=None, max_length=1000, pattern=_VISIBLE,
                                 description="default: the subject, reply prefixes removed")
 
 
 class NoteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    client: str | None = Field(default=None, max_length=255, pattern=r"\S",
+    client: str | None = Field(default=None, max_length=255, pattern=_VISIBLE,
                                description="default: the client owning the sender's domain")
 
 

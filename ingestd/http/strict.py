@@ -13,7 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
+    # async: it does no I/O, and a sync dependency would put every route, /healthz
+    # included, in the thread pool queue behind routes waiting on the database.
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
