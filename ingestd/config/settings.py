@@ -13,7 +13,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ingestd.addresses import normalise_address
+from ingestd.config.listeners import HttpSettings, SmtpSettings
 from ingestd.config.sales import DomainLists, Matching
+
+__all__ = ["HttpSettings", "SmtpSettings"]  # re-exported: every settings model from one place
 
 
 class Settings(BaseModel):
@@ -77,55 +80,6 @@ class DatabaseSettings(Settings):
         if self.is_sqlite:
             return self.busy_timeout_ms / 1000
         return float(self.connect_timeout_seconds)
-
-
-class SmtpSettings(Settings):
-    host: str = "127.0.0.1"
-    port: int = Field(default=2525, ge=0, le=65535)
-    hostname: str = "ingestd.localhost"
-    max_message_size: int = Field(default=26_214_400, ge=1024)
-    max_recipients: int = Field(default=50, ge=1, le=10_000)
-    # Each of these ends a session with 421 4.4.2. RFC 5321 4.5.3.2.7: a server
-    # should wait at least 5 minutes for the next command (the default; lower
-    # values are accepted, for tests and for sites under attack).
-    idle_timeout_seconds: float = Field(default=300, gt=0)
-    # The whole DATA transfer: 25 MiB (max_message_size) at a slow 16 KB/s
-    # link takes 25 * 1024 * 1024 / 16,000 = 1,638 s; 1,800 s leaves room.
-    data_timeout_seconds: float = Field(default=1800, gt=0)
-    # The whole session, so that a client sending NOOP every few seconds cannot
-    # hold a connection slot for ever; longer than one maximum-size DATA.
-    session_timeout_seconds: float = Field(default=3600, gt=0)
-    # Deprecated name of idle_timeout_seconds, still accepted (older configs).
-    timeout_seconds: float | None = Field(default=None, gt=0)
-    # Beyond these, a new connection gets 421 4.7.0 and is closed (RFC 5321 4.3.2:
-    # the client retries later). Bounds memory and file descriptors under floods.
-    max_connections: int = Field(default=500, ge=1, le=100_000)
-    max_connections_per_ip: int = Field(default=50, ge=1, le=100_000)
-    # Messages that may share one intake commit; 1 turns group commit off.
-    commit_batch_max: int = Field(default=200, ge=1, le=10_000)
-    # Message bytes all sessions may hold in memory at once (being received or
-    # waiting for their commit); a DATA that would exceed it gets 452 4.3.1.
-    max_inflight_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
-    # Messages waiting for their commit; beyond this a sender gets 451 at once
-    # instead of joining a queue the database cannot drain (memory stays bounded).
-    max_queued_messages: int = Field(default=1000, ge=1, le=1_000_000)
-    # After this many 5xx replies in one session (refused recipients, unknown
-    # commands), 421 4.7.0 and the connection is closed; 0 turns it off.
-    max_errors: int = Field(default=20, ge=0, le=100_000)
-    # Greet only after this long; a client that talks first gets 421 4.7.0
-    # (Postfix postscreen's pregreet test). 0: greet at once, no test.
-    greet_delay_ms: int = Field(default=0, ge=0, le=30_000)
-    # On SIGTERM: how long sessions in the middle of DATA may take to finish
-    # (and get their 250 or 451) before the daemon exits. Idle sessions get
-    # 421 at once. Keep it below the unit's TimeoutStopSec.
-    drain_seconds: float = Field(default=10, ge=0, le=300)
-
-
-    @model_validator(mode="after")
-    def _deprecated_timeout(self) -> SmtpSettings:
-        if self.timeout_seconds is not None and "idle_timeout_seconds" not in self.model_fields_set:
-            object.__setattr__(self, "idle_timeout_seconds", self.timeout_seconds)
-        return self
 
 
 class UnknownSenders(Settings):
@@ -289,15 +243,6 @@ class ProcessingSettings(Settings):
     @property
     def worker_count(self) -> int:
         return self.workers if self.workers is not None else (os.cpu_count() or 1)
-
-
-class HttpSettings(Settings):
-    """The daemon's HTTP API (and /healthz, /readyz): on loopback unless told otherwise."""
-
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    # 0 picks a free port (logged at start-up): for tests and for several daemons on one host.
-    port: int = Field(default=8025, ge=0, le=65535)
 
 
 class LoggingSettings(Settings):
