@@ -6,8 +6,8 @@ processes), and next the mailbox pollers and the HTTP API. They start in
 order; if one fails to start, those already started are stopped again. They
 stop in the order that loses nothing: SMTP first (its sessions drain into
 the committer), then the committer (it finishes what was submitted), then
-the workers (each finishes its message). The HTTP API starts last and stops
-first.
+the workers (each finishes its message). The mailbox pollers start after the
+workers and stop before SMTP; the HTTP API starts last and stops first.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ingestd.db.schema import ensure_schema
 from ingestd.intake.commit import GroupCommitter
 from ingestd.intake.recipients import MailboxAddresses
 from ingestd.intake.smtp import SmtpService
+from ingestd.intake.sources.schedule import MailboxPollers, pulled_mailboxes
 from ingestd.pipeline.runner import Pipeline
 from ingestd.workers.processes import WorkerProcesses
 from ingestd.workers.threads import WorkerThreads
@@ -80,13 +81,17 @@ async def run_until_stopped(
         )
         smtp = SmtpService(settings.smtp, MailboxAddresses.from_settings(settings), committer)
         http = _http(settings, smtp) if settings.http.enabled else None
+        pollers = (MailboxPollers(settings, on_stored=workers.notify if workers else None)
+                   if pulled_mailboxes(settings) else None)
         # SMTP before the workers: a busy port fails start-up before processes spawn.
+        # Pollers once the workers run (what they store is processed at once), and
+        # stopped before SMTP: a poll ends at its next batch, all of it committed.
         # HTTP last (its readiness reports SMTP) and stopped first: no action starts
         # while the rest shuts down.
         starting: list[Service] = [committer, smtp, *([workers] if workers else []),
-                                   *([http] if http else [])]
-        stopping: list[Service] = [*([http] if http else []), smtp, committer,
-                                   *([workers] if workers else [])]
+                                   *([pollers] if pollers else []), *([http] if http else [])]
+        stopping: list[Service] = [*([http] if http else []), *([pollers] if pollers else []),
+                                   smtp, committer, *([workers] if workers else [])]
         started: list[Service] = []
         try:
             for service in starting:

@@ -9,7 +9,8 @@ matters to callers is whether trying again later can succeed:
     │   ├── StorageUnavailable    the database is unreachable, locked, full or timed out
     │   ├── StorageConflict       a unique key raced with another writer; retry the unit
     │   ├── LeaseLost             another worker took a message over; this result is void
-    │   └── ListenFailed          the SMTP port cannot be bound (taken, not ours)
+    │   ├── ListenFailed          the SMTP port cannot be bound (taken, not ours)
+    │   └── SourceUnavailable     a mailbox server is unreachable, slow, failing or throttling
     └── PermanentError            retrying the same input cannot succeed
         ├── StorageRejected       the database refused a value of this one message
         ├── ProblemsError         a YAML file is wrong (carries every problem found)
@@ -18,6 +19,9 @@ matters to callers is whether trying again later can succeed:
         ├── YamlSyntaxError       a YAML file does not parse (one located problem)
         ├── LimitExceeded         a message breaks a processing limit (quarantined)
         ├── SchemaOutdated        the database needs `ingestd db upgrade`
+        ├── CredentialsRejected   a mailbox refused our credentials (status needs_reauth)
+        ├── CursorLost            a mailbox no longer knows our checkpoint (resync)
+        ├── SourceRefused         a mailbox server refused what retrying cannot fix (a folder)
         └── InvalidRequest        a command asked for what the data does not allow
             ├── NotFound          a command named a row that does not exist (or not for you)
             ├── Forbidden         not allowed to the caller (HTTP 403)
@@ -82,6 +86,17 @@ class ListenFailed(TemporaryError):
     """The SMTP listening socket cannot be bound (address in use, port not ours)."""
 
 
+class SourceUnavailable(TemporaryError):
+    """A mailbox server did not answer, failed, or asked us to slow down.
+
+    ``retry_after``: the seconds the server asked for (Retry-After), if it did.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class PermanentError(IngestdError):
     """Retrying the same input cannot succeed."""
 
@@ -131,6 +146,24 @@ class LimitExceeded(PermanentError):
 
 class SchemaOutdated(PermanentError):
     """The database schema is older than this version of ingestd."""
+
+
+class CredentialsRejected(PermanentError):
+    """A mailbox refused the password, token or grant: a person must renew it.
+
+    Permanent for this credential only: the mailbox is polled again and
+    recovers by itself once the credential works.
+    """
+
+
+class CursorLost(PermanentError):
+    """The mailbox no longer honours the stored checkpoint (UIDVALIDITY changed,
+    an expired history id or delta token): list recent mail again instead."""
+
+
+class SourceRefused(PermanentError):
+    """The mailbox server refused something a retry cannot fix: a configured
+    folder that does not exist, a CA file that cannot be read."""
 
 
 class InvalidRequest(PermanentError):

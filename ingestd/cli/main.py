@@ -31,6 +31,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "attachments": ("ingestd.cli.attachments", "attachment contents"),
     "inbox": ("ingestd.cli.inbox", "My Inbox: sales mail waiting for its agent"),
     "agents": ("ingestd.cli.agents", "agents' HTTP API tokens"),
+    "mailboxes": ("ingestd.cli.mailboxes", "pulled mailboxes: status, poll now"),
     "quarantine": ("ingestd.cli.quarantine", "messages held for a person"),
     "directory": ("ingestd.cli.directory",
                   "import / export clients, sites, users, agents and suppliers"),

@@ -61,7 +61,9 @@ def validate_document(doc: LocatedDocument) -> IngestdSettings:
         raise ConfigError([doc.problem((), "the top level must be a mapping of settings")])
     across = _cross_checks(doc, doc.data)
     try:
-        settings = IngestdSettings.model_validate(doc.data)
+        # Relative secret files are relative to the configuration file.
+        settings = IngestdSettings.model_validate(
+            doc.data, context={"config_dir": Path(doc.file).resolve().parent})
     except ValidationError as exc:
         single = problems_from_validation(doc, exc, _setting_reason)
         if _NO_MAILBOX in (p.reason for p in across):

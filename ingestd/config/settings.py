@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ingestd.addresses import normalise_address
 from ingestd.config.listeners import HttpSettings, SmtpSettings
+from ingestd.config.pulls import ImapSettings, PullSettings
 from ingestd.config.sales import DomainLists, Matching
 
-__all__ = ["HttpSettings", "SmtpSettings"]  # re-exported: every settings model from one place
+# Re-exported: every settings model from one place.
+__all__ = ["HttpSettings", "ImapSettings", "SmtpSettings"]
 
 
 class Settings(BaseModel):
@@ -143,7 +145,7 @@ class TicketIdTags(_TagPairRules):
     search_body: bool = False
 
 
-class Mailbox(Settings):
+class Mailbox(PullSettings, Settings):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     addresses: tuple[str, ...] = Field(min_length=1)
     ticket_type: str = Field(default="incident", min_length=1)

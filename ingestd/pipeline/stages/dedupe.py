@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ingestd.db.tables import DEDUPE_KEYS
-from ingestd.message_keys import describe, message_id_key
+from ingestd.message_keys import CONTENT_PREFIX, content_key, describe, message_id_key
 from ingestd.pipeline.context import MessageContext, Outcome
 
 
@@ -21,6 +21,10 @@ def dedupe(ctx: MessageContext) -> Outcome | None:
     if ctx.skip_dedupe:
         return None
     keys = [(ctx.source_key, describe(ctx.source_key))]
+    if not ctx.source_key.startswith(CONTENT_PREFIX):
+        # A pull keys by provider id; the same bytes under another id (a resync
+        # after the ids changed, the same mail in two folders) are still one message.
+        keys.append((content_key(ctx.raw), "same bytes"))
     message = ctx.message
     # Same Message-ID from another From is not a duplicate: a forged
     # Message-ID must not suppress someone else's mail.

@@ -1,0 +1,137 @@
+"""Settings of pulled mailboxes: where the mail is fetched from, how often, and with what secret.
+
+Secrets never sit in the YAML: a ``*_file`` key names a file read on every
+connection (so a rotated password needs no restart), a ``*_env`` key names
+an environment variable. A relative file is relative to the configuration
+file's directory, so the service's working directory does not matter.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+SOURCES = ("smtp", "imap", "gmail", "graph")
+# The sources this version can pull from; the others are refused with a clear reason.
+PULL_SOURCES_AVAILABLE = ("imap",)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def resolved(value: Path | None, info: ValidationInfo) -> Path | None:
+    """``value`` made absolute against the configuration file's directory."""
+    if value is None or value.is_absolute():
+        return value
+    base = (info.context or {}).get("config_dir")
+    return Path(base) / value if base is not None else value
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ImapSettings(_Frozen):
+    host: str = Field(min_length=1)
+    # None: 993 with implicit TLS, else 143.
+    port: int | None = Field(default=None, ge=1, le=65535)
+    # none sends the password in clear: refused unless the server is this machine.
+    tls: Literal["implicit", "starttls", "none"] = "implicit"
+    username: str = Field(min_length=1)
+    auth: Literal["password", "xoauth2"] = "password"
+    password_file: Path | None = None
+    password_env: str | None = Field(default=None, min_length=1)
+    # xoauth2: a file holding the current access token, re-read on every
+    # connection; whatever refreshes it (a cron job, a token broker) is the admin's.
+    token_file: Path | None = None
+    folders: tuple[str, ...] = Field(default=("INBOX",), min_length=1)
+    # A CA bundle for a server whose certificate the system store does not know.
+    ca_file: Path | None = None
+    # Every network wait of one IMAP command; a server that stalls longer is
+    # dropped and retried (the mailbox shows status `error`).
+    timeout_seconds: float = Field(default=60, gt=0, le=3600)
+    # Messages fetched (and committed with their checkpoint) per round trip.
+    fetch_batch: int = Field(default=25, ge=1, le=1000)
+
+    @field_validator("password_file", "token_file", "ca_file")
+    @classmethod
+    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return resolved(value, info)
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 993 if self.tls == "implicit" else 143
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ImapSettings:
+        if self.tls == "none" and not is_loopback(self.host):
+            raise ValueError(f"tls: none would send the password to {self.host} in clear; "
+                             "it is allowed only for a server on this machine (127.0.0.1, ::1)")
+        if self.auth == "password":
+            if (self.password_file is None) == (self.password_env is None):
+                raise ValueError("auth: password needs exactly one of password_file "
+                                 "or password_env (never the password itself)")
+            if self.token_file is not None:
+                raise ValueError("token_file is for auth: xoauth2")
+        else:
+            if self.token_file is None:
+                raise ValueError("auth: xoauth2 needs token_file (a file holding the "
+                                 "current access token)")
+            if self.password_file is not None or self.password_env is not None:
+                raise ValueError("auth: xoauth2 uses token_file, not a password")
+        return self
+
+    @field_validator("folders")
+    @classmethod
+    def _folders(cls, folders: tuple[str, ...]) -> tuple[str, ...]:
+        for folder in folders:
+            if not folder or any(ch in folder for ch in "\r\n\x00"):
+                raise ValueError(f"{folder!r} is not a folder name")
+        if len(set(folders)) != len(folders):
+            raise ValueError("a folder is listed twice")
+        return folders
+
+
+class PullSettings(_Frozen):
+    """The keys a mailbox has for pulling (mixed into ``Mailbox``)."""
+
+    source: Literal["smtp", "imap", "gmail", "graph"] = "smtp"
+    # false: the mailbox is not polled (status `disabled`); SMTP mail to its
+    # addresses is still accepted.
+    enabled: bool = True
+    # Seconds between polls (Halo polls every 10 minutes; 60 s is ours).
+    poll_interval: float = Field(default=60, ge=1, le=86_400)
+    # On the first connection: import mail from this date on. None: import
+    # nothing that is already there, only what arrives afterwards.
+    import_since: date | None = None
+    # After a lost cursor (UIDVALIDITY changed): mail of this many days is
+    # listed again (what is already stored is skipped).
+    resync_lookback_days: int = Field(default=7, ge=0, le=3650)
+    imap: ImapSettings | None = None
+
+    @property
+    def pulled(self) -> bool:
+        return self.source != "smtp"
+
+    @model_validator(mode="after")
+    def _source_settings(self) -> PullSettings:
+        if self.source not in ("smtp", *PULL_SOURCES_AVAILABLE):
+            raise ValueError(f"source: {self.source} is not available in this version "
+                             f"(available: smtp, {', '.join(PULL_SOURCES_AVAILABLE)})")
+        if self.source == "imap" and self.imap is None:
+            raise ValueError("source: imap needs the imap: settings (host, username, ...)")
+        if self.source != "imap" and self.imap is not None:
+            raise ValueError(f"imap: settings are given but source is {self.source}")
+        return self

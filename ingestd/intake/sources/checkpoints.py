@@ -1,0 +1,61 @@
+"""mailbox_checkpoints: where each folder's last poll stopped, written with the mail it covers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from ingestd.db.errors import translated
+from ingestd.db.tables import MAILBOX_CHECKPOINTS
+from ingestd.intake.sources.pull import Cursor
+
+C = MAILBOX_CHECKPOINTS.c
+
+
+@dataclass(frozen=True)
+class FolderCheckpoint:
+    cursor: Cursor
+    # The earliest mail this mailbox may import (first connection or import_since).
+    since: datetime
+
+
+def load(engine: Engine, mailbox: str, folder: str) -> FolderCheckpoint | None:
+    with translated("read checkpoint"), engine.connect() as conn:
+        row = conn.execute(sa.select(C.cursor, C.since).where(
+            C.mailbox == mailbox, C.folder == folder)).first()
+    if row is None:
+        return None
+    since = row.since
+    if since.tzinfo is None:  # SQLite keeps no zone; every timestamp is stored in UTC
+        since = since.replace(tzinfo=UTC)
+    return FolderCheckpoint(json.loads(row.cursor), since)
+
+
+def _upsert(dialect: str) -> sa.Insert:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(MAILBOX_CHECKPOINTS)
+    return stmt.on_conflict_do_update(
+        index_elements=["mailbox", "folder"],
+        set_={"cursor": stmt.excluded.cursor, "since": stmt.excluded.since,
+              "updated_at": stmt.excluded.updated_at, "checked_at": stmt.excluded.checked_at})
+
+
+def save(conn: sa.Connection, mailbox: str, folder: str, checkpoint: FolderCheckpoint,
+         now: datetime) -> None:
+    """Write the folder's checkpoint in ``conn``'s transaction (the messages' own)."""
+    conn.execute(_upsert(conn.dialect.name), {
+        "mailbox": mailbox, "folder": folder, "since": checkpoint.since,
+        "cursor": json.dumps(checkpoint.cursor, sort_keys=True),
+        "updated_at": now, "checked_at": now,
+    })
+
+
+def mark_checked(conn: sa.Connection, mailbox: str, folder: str, now: datetime) -> None:
+    """The cursor was found valid and nothing new came: only its age resets."""
+    conn.execute(sa.update(MAILBOX_CHECKPOINTS).where(C.mailbox == mailbox, C.folder == folder)
+                 .values(checked_at=now))

@@ -1,0 +1,271 @@
+"""One poll of one pulled mailbox: take the lease, list what is new, fetch it, commit it with
+its checkpoint, record how it went.
+
+The order that loses nothing and doubles nothing:
+
+* the first connection stores a cursor at "now" and imports nothing that was
+  already there (``import_since`` backfills from a date instead);
+* messages are fetched in batches; each batch commits together with the
+  checkpoint that covers it, guarded by the lease, so a crash anywhere
+  re-fetches at most one batch, which the provider id then recognises;
+* ids already stored for the mailbox are not fetched again; after a lost
+  cursor the folder is listed again from max(now - resync_lookback_days,
+  the first connection or import_since), and where the ids are new names
+  (IMAP UIDVALIDITY) the Message-ID and From decide before any fetch.
+  Whatever slips through is a ``duplicate`` row for the dedupe stage.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Engine
+
+from ingestd.config.settings import Mailbox
+from ingestd.db.errors import translated
+from ingestd.db.inbound import utcnow
+from ingestd.db.tables import DEDUPE_KEYS, INBOUND
+from ingestd.errors import (
+    CredentialsRejected,
+    CursorLost,
+    IngestdError,
+    LeaseLost,
+    first_line,
+)
+from ingestd.intake.source import NewMessage, commit_messages
+from ingestd.intake.sources import checkpoints
+from ingestd.intake.sources.checkpoints import FolderCheckpoint
+from ingestd.intake.sources.identity import dedupe_key
+from ingestd.intake.sources.lease import Clock, MailboxLease, Outcome, poller_identity
+from ingestd.intake.sources.pull import Listing, PullConnection, PullSource
+from ingestd.intake.sources.retry import PollStopped, RetryPolicy, retrying
+from ingestd.message_keys import provider_key
+
+log = structlog.get_logger("ingestd.pull")
+
+# Ids per IN (...) query when looking for what is already stored.
+_LOOKUP_CHUNK = 500
+
+
+@dataclass
+class PollReport:
+    mailbox: str
+    # ok | error | needs_reauth | held (another poller has the lease) | stopped
+    status: str = "ok"
+    imported: int = 0
+    # Listed but already stored (by id, or by Message-ID and From after a resync).
+    known: int = 0
+    # Over max_message_size: not downloaded, left at the source, logged.
+    too_large: int = 0
+    resynced: list[str] = field(default_factory=list)
+    backfilled: list[str] = field(default_factory=list)
+    held_by: str | None = None
+    error: str | None = None
+
+    def record(self) -> dict[str, object]:
+        return {"mailbox": self.mailbox, "status": self.status, "imported": self.imported,
+                "known": self.known, "too_large": self.too_large, "resynced": self.resynced,
+                "backfilled": self.backfilled,
+                "held_by": self.held_by, "error": self.error}
+
+
+@dataclass
+class Poller:
+    engine: Engine
+    mailbox: Mailbox
+    source: PullSource
+    batch_size: int = 25
+    identity: str = field(default_factory=poller_identity)
+    clock: Clock = utcnow
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    stop: threading.Event = field(default_factory=threading.Event)
+    # Called after each commit that stored messages (wakes idle workers).
+    on_stored: Callable[[], None] | None = None
+    # What SMTP would refuse (smtp.max_message_size) is not downloaded either.
+    max_message_bytes: int = 26_214_400
+
+    def poll(self) -> PollReport:
+        """Poll once; every failure is in the report (and the mailbox's state), never raised."""
+        name = self.mailbox.name
+        report = PollReport(name)
+        lease = MailboxLease(self.engine, name, self.source.kind, self.identity,
+                             seconds=2 * self.mailbox.poll_interval, clock=self.clock)
+        try:
+            holder = lease.acquire()
+        except IngestdError as exc:
+            report.status, report.error = "error", f"database: {first_line(exc)}"
+            log.warning("mailbox.poll_failed", mailbox=name, error=report.error)
+            return report
+        if holder is not None:
+            report.status, report.held_by = "held", holder
+            log.debug("mailbox.held_elsewhere", mailbox=name, held_by=holder)
+            return report
+        outcome: Outcome | None
+        try:
+            retrying(self.retry, lambda: self._poll_all(lease, report), mailbox=name,
+                     before_wait=lease.renew, stop=self.stop,
+                     max_wait=self.mailbox.poll_interval / 2)
+            outcome = Outcome("ok")
+        except PollStopped:
+            report.status, outcome = "stopped", None
+        except LeaseLost as exc:
+            report.status, report.error, outcome = "held", str(exc), None
+        except CredentialsRejected as exc:
+            outcome = Outcome("needs_reauth", first_line(exc))
+        except IngestdError as exc:
+            outcome = Outcome("error", first_line(exc))
+        except Exception as exc:  # a bug, or a failure we did not classify: next poll retries
+            log.exception("mailbox.poll_crashed", mailbox=name)
+            outcome = Outcome("error", f"{type(exc).__name__}: {first_line(exc)}")
+        if outcome is not None:
+            report.status, report.error = outcome.status, outcome.error
+        self._finish(lease, outcome, report)
+        return report
+
+    def _finish(self, lease: MailboxLease, outcome: Outcome | None, report: PollReport) -> None:
+        name = self.mailbox.name
+        try:
+            before = lease.release(outcome)
+        except IngestdError as exc:
+            log.warning("mailbox.state_not_saved", mailbox=name, error=first_line(exc))
+            before = None
+        if outcome is None:
+            return
+        changed = before != outcome.status
+        if outcome.status == "needs_reauth":
+            # Once, when it happens, not on every poll: a person has to act.
+            (log.error if changed else log.debug)(
+                "mailbox.needs_reauth", mailbox=name, error=outcome.error)
+        elif outcome.status == "error":
+            (log.warning if changed else log.info)(
+                "mailbox.poll_failed", mailbox=name, error=outcome.error)
+        else:
+            if before in ("error", "needs_reauth"):
+                log.info("mailbox.recovered", mailbox=name, was=before)
+            if report.imported or report.resynced or report.backfilled:
+                log.info("mailbox.polled", **report.record())
+
+    # --- the work ---------------------------------------------------------------------
+
+    def _poll_all(self, lease: MailboxLease, report: PollReport) -> None:
+        connection = self.source.connect()
+        try:
+            for folder in connection.folders():
+                if self.stop.is_set():
+                    raise PollStopped()
+                self._poll_folder(connection, folder, lease, report)
+        finally:
+            connection.close()
+
+    def _poll_folder(self, connection: PullConnection, folder: str, lease: MailboxLease,
+                     report: PollReport) -> None:
+        name = self.mailbox.name
+        stored = checkpoints.load(self.engine, name, folder)
+        now = self.clock()
+        if stored is None:
+            since_date = self.mailbox.import_since
+            if since_date is None:
+                # First connection: what is there now stays there.
+                cursor = connection.baseline(folder)
+                self._commit([], lease, folder, FolderCheckpoint(cursor, now))
+                log.info("mailbox.first_connection", mailbox=name, folder=folder)
+                return
+            since = datetime.combine(since_date, time(), UTC)
+            listing = connection.list_since(folder, since)
+            report.backfilled.append(folder)
+            log.info("mailbox.backfill", mailbox=name, folder=folder, since=since.isoformat(),
+                     listed=len(listing.items))
+        else:
+            since = stored.since
+            try:
+                listing = connection.list_new(folder, stored.cursor)
+            except CursorLost as exc:
+                floor = max(now - timedelta(days=self.mailbox.resync_lookback_days), since)
+                log.warning("mailbox.cursor_lost", mailbox=name, folder=folder,
+                            error=first_line(exc), relisting_since=floor.isoformat())
+                listing = connection.list_since(folder, floor)
+                report.resynced.append(folder)
+        self._store(connection, folder, listing, since, lease, report)
+
+    def _store(self, connection: PullConnection, folder: str, listing: Listing,
+               since: datetime, lease: MailboxLease, report: PollReport) -> None:
+        items = list(listing.items)
+        if not items:
+            self._commit([], lease, folder, FolderCheckpoint(listing.cursor_after, since))
+            return
+        for start in range(0, len(items), self.batch_size):
+            if self.stop.is_set():
+                raise PollStopped()
+            chunk = items[start:start + self.batch_size]
+            last = start + self.batch_size >= len(items)
+            wanted = self._not_stored([i.provider_id for i in chunk])
+            if wanted and listing.renamed:
+                wanted = self._not_known_by_headers(connection, folder, wanted)
+            report.known += len(chunk) - len(wanted)
+            messages = []
+            for fetched in connection.fetch(folder, wanted, self.max_message_bytes) \
+                    if wanted else ():
+                if fetched.too_large is None:
+                    messages.append(self._message(fetched.provider_id, fetched.raw))
+                    continue
+                # Left at the source (a copy, nothing is lost there); said once, loudly,
+                # since the cursor moves past it.
+                report.too_large += 1
+                log.error("mailbox.message_too_large", mailbox=self.mailbox.name,
+                          folder=folder, provider_id=fetched.provider_id,
+                          size=fetched.too_large, limit=self.max_message_bytes)
+            cursor = listing.cursor_after if last else chunk[-1].cursor
+            checkpoint = FolderCheckpoint(cursor, since) if cursor is not None else None
+            self._commit(messages, lease, folder, checkpoint)
+            report.imported += len(messages)
+
+    def _message(self, provider_id: str, raw: bytes) -> NewMessage:
+        kind, name = self.source.kind, self.mailbox.name
+        return NewMessage(source=kind, source_key=provider_key(kind, name, provider_id),
+                          mailbox=name, raw=raw)
+
+    def _commit(self, messages: Sequence[NewMessage], lease: MailboxLease, folder: str,
+                checkpoint: FolderCheckpoint | None) -> None:
+        name = self.mailbox.name
+
+        def write(conn: sa.Connection) -> None:
+            # The guard: no lease, no commit (and the messages roll back with it).
+            lease.renew(conn, imported=len(messages))
+            if checkpoint is not None:
+                checkpoints.save(conn, name, folder, checkpoint, lease.now(conn))
+
+        commit_messages(self.engine, messages, write)
+        if messages and self.on_stored is not None:
+            self.on_stored()
+
+    def _not_stored(self, provider_ids: list[str]) -> list[str]:
+        """The ids whose message this mailbox has not stored yet, in their order."""
+        kind, name = self.source.kind, self.mailbox.name
+        keys = {provider_key(kind, name, pid): pid for pid in provider_ids}
+        found: set[str] = set()
+        listed = list(keys)
+        with translated("look up stored messages"), self.engine.connect() as conn:
+            for i in range(0, len(listed), _LOOKUP_CHUNK):
+                part = listed[i:i + _LOOKUP_CHUNK]
+                found.update(conn.execute(sa.select(INBOUND.c.source_key).where(
+                    INBOUND.c.source_key.in_(part))).scalars())
+        return [pid for key, pid in keys.items() if key not in found]
+
+    def _not_known_by_headers(self, connection: PullConnection, folder: str,
+                              provider_ids: list[str]) -> list[str]:
+        """Renamed ids: drop those whose Message-ID and From the dedupe keys already hold."""
+        keys = connection.message_keys(folder, provider_ids)
+        by_key = {pid: dedupe_key(k) for pid, k in keys.items()}
+        wanted_keys = [k for k in by_key.values() if k is not None]
+        known: set[str] = set()
+        if wanted_keys:
+            with translated("look up dedupe keys"), self.engine.connect() as conn:
+                known.update(conn.execute(sa.select(DEDUPE_KEYS.c.key).where(
+                    DEDUPE_KEYS.c.key.in_(wanted_keys))).scalars())
+        return [pid for pid in provider_ids if by_key.get(pid) not in known or
+                by_key.get(pid) is None]

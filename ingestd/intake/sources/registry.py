@@ -1,0 +1,21 @@
+"""The pull source a mailbox's settings name."""
+
+from __future__ import annotations
+
+from ingestd.config.settings import Mailbox
+from ingestd.intake.sources.pull import PullSource
+
+
+def source_for(mailbox: Mailbox) -> PullSource:
+    """The source of a pulled mailbox (settings validation guarantees its block is there)."""
+    if mailbox.source == "imap" and mailbox.imap is not None:
+        from ingestd.intake.sources.imap import ImapSource
+
+        return ImapSource(mailbox.imap)
+    raise ValueError(f"mailbox {mailbox.name}: source {mailbox.source} cannot be pulled")
+
+
+def batch_size(mailbox: Mailbox) -> int:
+    if mailbox.imap is not None:
+        return mailbox.imap.fetch_batch
+    return 25

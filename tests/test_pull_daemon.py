@@ -1,0 +1,198 @@
+"""Pulled mailboxes inside the daemon: scheduled polls, the operator's view, several instances."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ingestd.cli.main import main
+from ingestd.config.settings import DatabaseSettings
+from ingestd.db.engine import make_engine
+from ingestd.db.tables import INBOUND, MAILBOX_CHECKPOINTS, MAILBOX_STATES
+from tests.conftest import REPO, base_config, new_pg_database, write_config
+from tests.faultproxy import FaultProxy
+from tests.imapserver import Dovecot, ImapUser
+from tests.pull_contract import message
+from tests.support.postgres import free_port
+from tests.support.waiting import wait_for
+
+
+def pulled_config(db_url: str, dovecot: Dovecot, user: ImapUser, secrets: Path, *,
+                  port: int | None = None, interval: float = 1, **processing: Any
+                  ) -> dict[str, Any]:
+    password = secrets / "imap.pass"
+    password.write_text(user.password)
+    config = base_config(db_url)
+    config["processing"] = {"workers": 1, "isolation": "thread",
+                            "poll_interval_seconds": 0.2, **processing}
+    config["mailboxes"].append({
+        "name": "sales-nina", "addresses": ["nina@example.com"], "source": "imap",
+        "poll_interval": interval,
+        "imap": {"host": dovecot.host, "port": port or dovecot.port, "tls": "none",
+                 "username": user.name, "password_file": str(password), "timeout_seconds": 5},
+    })
+    return config
+
+
+def _count(engine: sa.Engine, table: sa.Table, *where: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)
+                                ).scalar_one())
+
+
+def _mailboxes_list(config: Path, capsys: Any) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main(["mailboxes", "list", "--json", "--config", str(config)]) == 0
+    return {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+
+
+def test_the_daemon_polls_and_processes_pulled_mail(
+        tmp_path: Path, db_url: str, dovecot: Dovecot, imap_user: ImapUser, start_daemon: Any,
+        capsys: Any) -> None:
+    """A pulled mailbox is polled on schedule; new mail becomes a ticket; `mailboxes list`
+    shows it ok with what it imported, and the SMTP mailboxes beside it."""
+    dovecot.append(imap_user.name, message("there before we connected"))
+    path = write_config(tmp_path, pulled_config(db_url, dovecot, imap_user, tmp_path))
+    daemon = start_daemon(path)
+    wait_for(lambda: _count(daemon.engine, MAILBOX_CHECKPOINTS) == 1, 15, "the first poll")
+    dovecot.append(imap_user.name, message("Quote for 20 laptops"))
+    wait_for(lambda: _count(daemon.engine, INBOUND, INBOUND.c.status == "processed") == 1, 15,
+             "the new message processed")
+    rows = daemon.rows()
+    assert [(r.source, r.mailbox, r.subject) for r in rows] == [
+        ("imap", "sales-nina", "Quote for 20 laptops")]
+    records = _mailboxes_list(path, capsys)
+    assert records["sales-nina"]["status"] == "ok"
+    assert records["sales-nina"]["imported"] == 1
+    assert records["sales-nina"]["source"] == "imap"
+    assert records["sales-nina"]["cursor_age_s"] is not None
+    assert records["support"]["source"] == "smtp"
+
+
+def test_mailboxes_poll_prints_what_it_imported(
+        tmp_path: Path, sqlite_url: str, dovecot: Dovecot, imap_user: ImapUser,
+        capsys: Any) -> None:
+    """`ingestd mailboxes poll NAME` polls once now and says what it did; a disabled or
+    unknown mailbox is refused or shown as such."""
+    config = pulled_config(sqlite_url, dovecot, imap_user, tmp_path)
+    path = write_config(tmp_path, config)
+    assert main(["mailboxes", "poll", "sales-nina", "--config", str(path)]) == 0
+    dovecot.append(imap_user.name, message())
+    dovecot.append(imap_user.name, message())
+    capsys.readouterr()
+    assert main(["mailboxes", "poll", "sales-nina", "--json", "--config", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["status"], report["imported"]) == ("ok", 2)
+    assert main(["mailboxes", "poll", "nobody", "--config", str(path)]) == 64
+    assert main(["mailboxes", "poll", "support", "--config", str(path)]) == 64
+    config["mailboxes"][-1]["enabled"] = False
+    write_config(tmp_path, config)
+    assert _mailboxes_list(path, capsys)["sales-nina"]["status"] == "disabled"
+
+
+def test_a_wrong_password_shows_needs_reauth(
+        tmp_path: Path, sqlite_url: str, dovecot: Dovecot, imap_user: ImapUser,
+        capsys: Any) -> None:
+    """A refused login is needs_reauth in `mailboxes list`, with the server's reason."""
+    path = write_config(tmp_path, pulled_config(sqlite_url, dovecot, imap_user, tmp_path))
+    (tmp_path / "imap.pass").write_text("not-it")
+    assert main(["mailboxes", "poll", "sales-nina", "--config", str(path)]) == 78
+    record = _mailboxes_list(path, capsys)["sales-nina"]
+    assert record["status"] == "needs_reauth"
+    assert "AUTHENTICATIONFAILED" in record["last_error"]
+    assert "not-it" not in json.dumps(record)
+
+
+class Instance:
+    """`ingestd run` in a process of its own."""
+
+    def __init__(self, directory: Path, config: dict[str, Any]) -> None:
+        directory.mkdir()
+        config["smtp"]["port"] = free_port()
+        config["logging"] = {"level": "info", "format": "json"}
+        path = write_config(directory, config)
+        self.log = directory / "stdout.log"
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ingestd", "run", "--config", str(path)],
+                stdout=out, stderr=subprocess.STDOUT, cwd=directory, start_new_session=True,
+                env={**os.environ, "PYTHONPATH": str(REPO)})
+        wait_for(lambda: self.proc.poll() is not None or b"daemon.ready" in self.log.read_bytes(),
+                 30, "instance ready")
+        assert self.proc.poll() is None, self.log.read_text()
+
+    @property
+    def identity(self) -> str:
+        return f"{os.uname().nodename}:{self.proc.pid}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def test_two_instances_import_each_message_once_and_take_over(
+        tmp_path: Path, pg_server: Any, dovecot: Dovecot, imap_user: ImapUser) -> None:
+    """Two daemons on one PostgreSQL poll the same mailbox: every message is stored once.
+    One dies holding the mailbox's lease (its server stalled mid-poll); the other imports
+    new mail within 3 x poll_interval plus jitter of the lease's last renewal."""
+    db_url = new_pg_database(pg_server)
+    engine = make_engine(DatabaseSettings(url=db_url))
+    interval = 2.0
+    proxy = FaultProxy(dovecot.host, dovecot.port)
+    instances: list[Instance] = []
+    try:
+        # a polls through the proxy (so it can be frozen mid-poll), b directly.
+        instances.append(Instance(tmp_path / "a", pulled_config(
+            db_url, dovecot, imap_user, tmp_path, port=proxy.port, interval=interval,
+            workers=0)))
+        wait_for(lambda: _count(engine, MAILBOX_CHECKPOINTS) == 1, 15, "the first poll")
+        instances.append(Instance(tmp_path / "b", pulled_config(
+            db_url, dovecot, imap_user, tmp_path, interval=interval, workers=0)))
+        sent = 0
+        for _ in range(4):
+            for _ in range(5):
+                dovecot.append(imap_user.name, message())
+                sent += 1
+            wait_for(lambda n=sent: _count(engine, INBOUND) == n, 20, "the batch imported")
+        assert _count(engine, INBOUND) == sent
+        with engine.connect() as conn:
+            keys = list(conn.execute(sa.select(INBOUND.c.source_key)).scalars())
+        assert len(set(keys)) == sent
+
+        a = instances[0]
+        proxy.stall()
+
+        def a_holds_the_lease() -> bool:
+            with engine.connect() as conn:
+                return conn.execute(sa.select(MAILBOX_STATES.c.held_by)).scalar() == a.identity
+
+        wait_for(a_holds_the_lease, 20, "instance a stuck mid-poll holding the lease")
+        with engine.connect() as conn:
+            held_until = conn.execute(sa.select(MAILBOX_STATES.c.held_until)).scalar_one()
+            db_now = conn.execute(sa.select(sa.func.now())).scalar_one()
+        a.kill()
+        dovecot.append(imap_user.name, message("after the kill"))
+        started = time.monotonic()
+        wait_for(lambda: _count(engine, INBOUND) == sent + 1, 30, "b took over")
+        took = time.monotonic() - started
+        # The lease ran out at held_until; b's next poll comes within an interval plus jitter.
+        allowed = max(0.0, (held_until - db_now).total_seconds()) + interval * 1.1 + 2.0
+        assert took <= min(allowed, 3 * interval + interval * 0.1 + 2.0), (took, allowed)
+    finally:
+        for instance in instances:
+            instance.stop()
+        proxy.close()
+        engine.dispose()
