@@ -23,6 +23,7 @@ from ingestd.daemon import Services, run_until_stopped
 from ingestd.db.engine import make_engine
 from ingestd.db.schema import upgrade
 from ingestd.db.tables import INBOUND
+from tests.faultproxy import FaultProxy
 from tests.imapserver import Dovecot, ImapUser
 from tests.imapserver import available as dovecot_available
 from tests.support.postgres import PostgresServer, find_bindir, remove_server, start_server
@@ -241,3 +242,12 @@ def imap_user(dovecot: Dovecot) -> ImapUser:
     dovecot.add_user(user.name, user.password)
     return user
 
+
+@pytest.fixture
+def imap_proxy(dovecot: Dovecot) -> Iterator[FaultProxy]:
+    """A fault proxy in front of Dovecot's plain IMAP port, closed after the test."""
+    proxy = FaultProxy(dovecot.host, dovecot.port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

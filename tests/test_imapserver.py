@@ -1,4 +1,4 @@
-"""The IMAP test helper itself: the Dovecot wrapper.
+"""The IMAP test helpers themselves: the Dovecot wrapper and the TCP fault proxy.
 
 The client here is stdlib imaplib, so a broken helper cannot hide behind a broken ingestd.
 """
@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.faultproxy import FaultProxy
 from tests.imapserver import Dovecot, DovecotError, ImapUser
 from tests.support.waiting import wait_for
 
@@ -236,6 +237,174 @@ def test_stop_and_start_keep_ports_and_mail(dovecot: Dovecot, imap_user: ImapUse
     again.select("INBOX", readonly=True)
     assert fetch_raw(again, uid) == CRLF_MESSAGE
     again.logout()
+
+
+# -- FaultProxy --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def upstream() -> Iterator[socket.socket]:
+    """A bare listening socket: the test plays the server and controls every byte."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    yield listener
+    listener.close()
+
+
+def connect_through(
+    proxy: FaultProxy, upstream: socket.socket
+) -> tuple[socket.socket, socket.socket]:
+    client = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    server, _ = upstream.accept()
+    server.settimeout(10)
+    return client, server
+
+
+def read_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    return data
+
+
+def read_until_reset(sock: socket.socket) -> bytes:
+    """Everything that arrives before the connection is reset; fails on a clean close."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        assert chunk, f"closed with FIN, not reset, after {data!r}"
+        data += chunk
+
+
+def test_proxy_forwards_both_ways(upstream: socket.socket) -> None:
+    with FaultProxy(*upstream.getsockname()) as proxy:
+        client, server = connect_through(proxy, upstream)
+        client.sendall(b"A1 NOOP\r\n")
+        assert read_exactly(server, 9) == b"A1 NOOP\r\n"
+        server.sendall(b"A1 OK\r\n")
+        assert read_exactly(client, 7) == b"A1 OK\r\n"
+        assert proxy.accepted == 1
+        client.close()
+        server.close()
+
+
+def test_cut_after_counts_from_a_marker_split_across_reads(upstream: socket.socket) -> None:
+    with FaultProxy(*upstream.getsockname()) as proxy:
+        client, server = connect_through(proxy, upstream)
+        proxy.cut_after(4, after=b"FETCH (")
+        server.sendall(b"* 1 FET")
+        # The first half is through before the second is sent, so the proxy sees two reads.
+        assert read_exactly(client, 7) == b"* 1 FET"
+        server.sendall(b"CH (BODY[] {100}\r\nFrom: x")
+
+        assert read_until_reset(client) == b"CH (BODY"
+        with pytest.raises(ConnectionResetError):
+            read_until_reset_or_eof(server)
+        assert proxy.cuts == 1
+
+        # One-shot: the next connection is left alone.
+        client2, server2 = connect_through(proxy, upstream)
+        whole = b"* 2 FETCH (BODY[] {3}\r\nabc)\r\n"
+        server2.sendall(whole)
+        assert read_exactly(client2, len(whole)) == whole
+        client2.close()
+        server2.close()
+
+
+def read_until_reset_or_eof(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_cut_after_without_marker_counts_from_now(upstream: socket.socket) -> None:
+    with FaultProxy(*upstream.getsockname()) as proxy:
+        client, server = connect_through(proxy, upstream)
+        server.sendall(b"* OK hello\r\n")
+        assert read_exactly(client, 12) == b"* OK hello\r\n"
+        proxy.cut_after(1000)
+        server.sendall(bytes(range(256)) * 40)
+        assert read_until_reset(client) == (bytes(range(256)) * 40)[:1000]
+
+
+def test_stall_holds_bytes_until_resume(upstream: socket.socket) -> None:
+    with FaultProxy(*upstream.getsockname()) as proxy:
+        client, server = connect_through(proxy, upstream)
+        proxy.stall()
+        server.sendall(b"* 3 EXISTS\r\n")
+        client.sendall(b"A2 NOOP\r\n")
+        client.settimeout(0.3)
+        server.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            client.recv(100)
+        with pytest.raises(TimeoutError):
+            server.recv(100)
+
+        proxy.resume()
+        client.settimeout(10)
+        server.settimeout(10)
+        assert read_exactly(client, 12) == b"* 3 EXISTS\r\n"
+        assert read_exactly(server, 9) == b"A2 NOOP\r\n"
+
+
+def test_drop_all_resets_open_connections_and_keeps_listening(upstream: socket.socket) -> None:
+    with FaultProxy(*upstream.getsockname()) as proxy:
+        pairs = [connect_through(proxy, upstream) for _ in range(2)]
+        wait_for(lambda: proxy.open_connections == 2, what="both links up")
+
+        proxy.drop_all()
+
+        for client, server in pairs:
+            assert read_until_reset(client) == b""
+            with pytest.raises(ConnectionResetError):
+                read_until_reset_or_eof(server)
+        wait_for(lambda: proxy.open_connections == 0, what="links gone")
+        client, server = connect_through(proxy, upstream)
+        server.sendall(b"* OK\r\n")
+        assert read_exactly(client, 6) == b"* OK\r\n"
+
+
+def test_cut_mid_fetch_through_dovecot(
+    dovecot: Dovecot, imap_user: ImapUser, imap_proxy: FaultProxy
+) -> None:
+    body = b"".join(b"line %05d of a long message\r\n" % n for n in range(2000))
+    uid = dovecot.append(imap_user.name, b"Subject: big\r\n\r\n" + body)
+    client = imaplib.IMAP4(dovecot.host, imap_proxy.port, timeout=10)
+    client.login(imap_user.name, imap_user.password)
+    client.select("INBOX", readonly=True)
+
+    imap_proxy.cut_after(5000, after=b"FETCH (")
+    with pytest.raises((imaplib.IMAP4.abort, OSError)):
+        client.uid("FETCH", str(uid), "(BODY.PEEK[])")
+    client.shutdown()
+    assert imap_proxy.cuts == 1
+
+    # The server is fine, and so is the next connection through the proxy.
+    again = imaplib.IMAP4(dovecot.host, imap_proxy.port, timeout=10)
+    again.login(imap_user.name, imap_user.password)
+    again.select("INBOX", readonly=True)
+    assert fetch_raw(again, uid).endswith(body)
+    again.logout()
+    assert dovecot.flags(imap_user.name) == {uid: set()}
+
+
+def test_stall_makes_an_imap_client_time_out(
+    dovecot: Dovecot, imap_user: ImapUser, imap_proxy: FaultProxy
+) -> None:
+    client = imaplib.IMAP4(dovecot.host, imap_proxy.port, timeout=10)
+    client.login(imap_user.name, imap_user.password)
+    client.sock.settimeout(0.3)
+    imap_proxy.stall()
+    with pytest.raises(TimeoutError):
+        client.noop()
+    client.shutdown()
+    imap_proxy.resume()
 
 
 def test_uid_search_with_a_star_range_returns_the_last_message(
