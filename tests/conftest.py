@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from ingestd.daemon import Services, run_until_stopped
 from ingestd.db.engine import make_engine
 from ingestd.db.schema import upgrade
 from ingestd.db.tables import INBOUND
+from tests.faultproxy import FaultProxy
+from tests.imapserver import Dovecot, ImapUser
+from tests.imapserver import available as dovecot_available
 from tests.support.postgres import PostgresServer, find_bindir, remove_server, start_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -210,3 +214,40 @@ def env(request: pytest.FixtureRequest, tmp_path: Path, db_url: str, start_daemo
         processing_env.port = start_daemon(path).port
     yield processing_env
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """One real Dovecot IMAP server for the session (plain + STARTTLS, and implicit TLS)."""
+    if not dovecot_available():
+        if IN_CI:
+            pytest.fail("Dovecot is missing; CI must run the IMAP tests")
+        pytest.skip("Dovecot not installed (apt-get install dovecot-imapd)")
+    server = Dovecot()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+_imap_user_counter = itertools.count(1)
+
+
+@pytest.fixture
+def imap_user(dovecot: Dovecot) -> ImapUser:
+    """A user of its own for each test, with an empty INBOX, so no test sees another's mail."""
+    # A test that stopped the shared server and then failed must not take the next one down.
+    dovecot.start()
+    user = ImapUser(f"user{next(_imap_user_counter)}", secrets.token_hex(8))
+    dovecot.add_user(user.name, user.password)
+    return user
+
+
+@pytest.fixture
+def imap_proxy(dovecot: Dovecot) -> Iterator[FaultProxy]:
+    """A fault proxy in front of Dovecot's plain IMAP port, closed after the test."""
+    proxy = FaultProxy(dovecot.host, dovecot.port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
