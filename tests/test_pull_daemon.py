@@ -14,10 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from ingestd.cli.main import main
+from ingestd.config import load_settings
 from ingestd.config.settings import DatabaseSettings
 from ingestd.db.engine import make_engine
 from ingestd.db.tables import INBOUND, MAILBOX_CHECKPOINTS, MAILBOX_STATES
-from tests.conftest import REPO, base_config, new_pg_database, write_config
+from tests.conftest import REPO, DaemonThread, base_config, new_pg_database, write_config
 from tests.faultproxy import FaultProxy
 from tests.imapserver import Dovecot, ImapUser
 from tests.pull_contract import message
@@ -194,5 +195,84 @@ def test_two_instances_import_each_message_once_and_take_over(
     finally:
         for instance in instances:
             instance.stop()
+        proxy.close()
+        engine.dispose()
+
+
+def test_a_poll_killed_mid_import_loses_and_doubles_nothing(
+        tmp_path: Path, db_url: str, dovecot: Dovecot, imap_user: ImapUser) -> None:
+    """`ingestd mailboxes poll` killed with SIGKILL in the middle of a 60-message import: the
+    next poll (once the dead poller's lease ran out) stores the rest, each message once."""
+    config = pulled_config(db_url, dovecot, imap_user, tmp_path, interval=1)
+    config["mailboxes"][-1]["imap"]["fetch_batch"] = 3
+    path = write_config(tmp_path, config)
+    poll = [sys.executable, "-m", "ingestd", "mailboxes", "poll", "sales-nina", "--config",
+            str(path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(poll, env=env, check=True, capture_output=True, timeout=60)
+    raws = [message() + b"x" * 20_000 + b"\r\n" for _ in range(60)]
+    for raw in raws:
+        dovecot.append(imap_user.name, raw)
+    engine = make_engine(DatabaseSettings(url=db_url))
+    try:
+        victim = subprocess.Popen(poll, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        wait_for(lambda: victim.poll() is not None or _count(engine, INBOUND) >= 6, 30,
+                 "the first batches stored")
+        victim.kill()
+        victim.wait(10)
+        partial = _count(engine, INBOUND)
+        assert 0 < partial < 60, partial
+
+        def finished() -> bool:
+            done = subprocess.run(poll, env=env, capture_output=True, timeout=60)
+            return done.returncode == 0 and _count(engine, INBOUND) == 60
+
+        # Until the killed poller's lease (2 x poll_interval) runs out, polls find it held.
+        wait_for(finished, 30, "a later poll finishing the import")
+        with engine.connect() as conn:
+            stored_raws = sorted(bytes(r) for r in conn.execute(sa.select(INBOUND.c.raw)).scalars())
+        assert stored_raws == sorted(raws)
+    finally:
+        engine.dispose()
+
+
+def test_one_stuck_mailbox_does_not_delay_the_others(
+        tmp_path: Path, sqlite_url: str, dovecot: Dovecot, imap_user: ImapUser) -> None:
+    """A mailbox whose server hangs mid-poll holds up only itself: another pulled mailbox
+    keeps importing on schedule, and the daemon still stops promptly (the hung connection
+    is dropped)."""
+    proxy = FaultProxy(dovecot.host, dovecot.port)
+    config = pulled_config(sqlite_url, dovecot, imap_user, tmp_path, workers=0)
+    stuck = dict(config["mailboxes"][-1], name="sales-stuck", addresses=["stuck@example.com"])
+    stuck["imap"] = dict(stuck["imap"], port=proxy.port, timeout_seconds=60)
+    config["mailboxes"].append(stuck)
+    daemon = DaemonThread(load_settings(write_config(tmp_path, config)))
+    engine = make_engine(DatabaseSettings(url=sqlite_url))
+    stopped = False
+    try:
+        daemon.start()
+        wait_for(lambda: _count(engine, MAILBOX_CHECKPOINTS) == 2, 15, "first polls")
+        proxy.stall()
+        for i in range(3):
+            dovecot.append(imap_user.name, message())
+            wait_for(lambda n=i + 1: _count(engine, INBOUND,
+                                            INBOUND.c.mailbox == "sales-nina") == n,
+                     10, "sales-nina importing while sales-stuck hangs")
+
+        def stuck_polling() -> bool:
+            with engine.connect() as conn:
+                return conn.execute(sa.select(MAILBOX_STATES.c.held_by).where(
+                    MAILBOX_STATES.c.mailbox == "sales-stuck")).scalar_one() is not None
+
+        wait_for(stuck_polling, 10, "the stuck mailbox's poll hanging")
+        started = time.monotonic()
+        daemon.stop()
+        stopped = True
+        assert time.monotonic() - started < 8
+        assert _count(engine, INBOUND, INBOUND.c.mailbox == "sales-stuck") == 0
+    finally:
+        if not stopped:
+            daemon.stop()
         proxy.close()
         engine.dispose()

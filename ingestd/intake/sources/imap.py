@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -43,13 +44,29 @@ class ImapSource:
 
     def __init__(self, settings: ImapSettings) -> None:
         self.settings = settings
+        # The session being opened or in use, so abort() can reach it from another thread,
+        # even before imaplib's constructor has read the greeting.
+        self._sockets: list[socket.socket] = []
+        self._client: imaplib.IMAP4 | None = None
+
+    def abort(self) -> None:
+        """Drop the connection now (from another thread): a blocked read wakes at once."""
+        client = self._client
+        candidates = [*self._sockets, *([client.sock] if client is not None else [])]
+        for sock in candidates:
+            # shutdown() wakes a read blocked in another thread; close() would not.
+            with contextlib.suppress(OSError, AttributeError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     @property
     def where(self) -> str:
         return f"IMAP {self.settings.host}:{self.settings.effective_port}"
 
     def connect(self) -> ImapConnection:
+        self._sockets.clear()
+        self._client = None
         client = self._open()
+        self._client = client
         try:
             self._log_in(client)
         except BaseException:
@@ -68,10 +85,11 @@ class ImapSource:
         client: imaplib.IMAP4
         with _network(self.where):
             if s.tls == "implicit":
-                client = imaplib.IMAP4_SSL(s.host, s.effective_port, ssl_context=context,
-                                           timeout=s.timeout_seconds)
+                client = _Imap4Ssl(self._sockets.append, s.host, s.effective_port,
+                                   ssl_context=context, timeout=s.timeout_seconds)
             else:
-                client = imaplib.IMAP4(s.host, s.effective_port, timeout=s.timeout_seconds)
+                client = _Imap4(self._sockets.append, s.host, s.effective_port,
+                                timeout=s.timeout_seconds)
                 if s.tls == "starttls":
                     try:
                         client.starttls(ssl_context=context)
@@ -253,6 +271,32 @@ class ImapConnection:
                 raise SourceRefused(f"{self._where}: cannot open folder {folder!r}: {text}")
             raise SourceUnavailable(f"{self._where}: {what} failed: {text}")
         return data
+
+
+class _Imap4(imaplib.IMAP4):
+    """imaplib's client, telling us its socket before it waits for the greeting."""
+
+    def __init__(self, on_socket: Callable[[socket.socket], None], *args: Any,
+                 **kwargs: Any) -> None:
+        self._on_socket = on_socket
+        super().__init__(*args, **kwargs)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        sock: socket.socket = super()._create_socket(timeout)  # type: ignore[misc]
+        self._on_socket(sock)
+        return sock
+
+
+class _Imap4Ssl(imaplib.IMAP4_SSL):
+    def __init__(self, on_socket: Callable[[socket.socket], None], *args: Any,
+                 **kwargs: Any) -> None:
+        self._on_socket = on_socket
+        super().__init__(*args, **kwargs)
+
+    def _create_socket(self, timeout: float | None) -> socket.socket:
+        sock: socket.socket = super()._create_socket(timeout)  # type: ignore[misc]
+        self._on_socket(sock)
+        return sock
 
 
 @contextlib.contextmanager

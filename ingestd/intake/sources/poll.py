@@ -89,6 +89,11 @@ class Poller:
     # What SMTP would refuse (smtp.max_message_size) is not downloaded either.
     max_message_bytes: int = 26_214_400
 
+    def abort(self) -> None:
+        """Stop now (another thread): set the stop flag and drop the open connection."""
+        self.stop.set()
+        self.source.abort()
+
     def poll(self) -> PollReport:
         """Poll once; every failure is in the report (and the mailbox's state), never raised."""
         name = self.mailbox.name
@@ -113,12 +118,8 @@ class Poller:
             outcome = Outcome("ok")
         except PollStopped:
             report.status, outcome = "stopped", None
-        except LeaseLost as exc:
-            report.status, report.error, outcome = "held", str(exc), None
-        except CredentialsRejected as exc:
-            outcome = Outcome("needs_reauth", first_line(exc))
         except IngestdError as exc:
-            outcome = Outcome("error", first_line(exc))
+            outcome = self._failure(exc, report)
         except Exception as exc:  # a bug, or a failure we did not classify: next poll retries
             log.exception("mailbox.poll_crashed", mailbox=name)
             outcome = Outcome("error", f"{type(exc).__name__}: {first_line(exc)}")
@@ -126,6 +127,19 @@ class Poller:
             report.status, report.error = outcome.status, outcome.error
         self._finish(lease, outcome, report)
         return report
+
+    def _failure(self, exc: IngestdError, report: PollReport) -> Outcome | None:
+        """What a failed poll records (None: nothing, the mailbox is not in trouble)."""
+        if self.stop.is_set():
+            # Dropped by abort(): the daemon is stopping.
+            report.status, report.error = "stopped", first_line(exc)
+            return None
+        if isinstance(exc, LeaseLost):
+            report.status, report.error = "held", str(exc)
+            return None
+        if isinstance(exc, CredentialsRejected):
+            return Outcome("needs_reauth", first_line(exc))
+        return Outcome("error", first_line(exc))
 
     def _finish(self, lease: MailboxLease, outcome: Outcome | None, report: PollReport) -> None:
         name = self.mailbox.name
@@ -160,6 +174,8 @@ class Poller:
                     raise PollStopped()
                 self._poll_folder(connection, folder, lease, report)
         finally:
+            if self.stop.is_set():
+                self.source.abort()
             connection.close()
 
     def _poll_folder(self, connection: PullConnection, folder: str, lease: MailboxLease,

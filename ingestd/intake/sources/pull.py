@@ -83,7 +83,8 @@ class PullConnection(Protocol):
         """The raw bytes of each id that still exists, byte-exact; one over ``max_bytes``
         is not downloaded (``too_large``)."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Log out politely (may wait on the network)."""
 
 
 class PullSource(Protocol):
@@ -93,3 +94,7 @@ class PullSource(Protocol):
 
     def connect(self) -> PullConnection:
         """Raise ``CredentialsRejected`` (needs_reauth) or ``SourceUnavailable`` (retry)."""
+
+    def abort(self) -> None:
+        """Drop the connection being opened or in use, at once, from another thread: a
+        stopping daemon must not wait for a server that stopped answering."""

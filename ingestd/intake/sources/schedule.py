@@ -34,8 +34,10 @@ log = structlog.get_logger("ingestd.pull")
 
 # Polls of different mailboxes at once, at most.
 _MAX_PARALLEL = 8
-# How long stop() waits for a running poll to reach its next batch boundary.
-_STOP_WAIT_SECONDS = 30.0
+# How long stop() lets a running poll reach its next batch boundary before it
+# drops the poll's connection, and then how long it waits for the thread.
+_STOP_GRACE_SECONDS = 3.0
+_STOP_WAIT_SECONDS = 10.0
 
 
 def pulled_mailboxes(settings: IngestdSettings) -> list[Mailbox]:
@@ -56,7 +58,7 @@ class MailboxPollers:
         self._retry = retry or RetryPolicy()
         self._identity = identity or poller_identity()
         self._stop = threading.Event()
-        self._running: set[concurrent.futures.Future[PollReport]] = set()
+        self._running: dict[concurrent.futures.Future[PollReport], Poller] = {}
         self._scheduler: AsyncIOScheduler | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._engine: Engine | None = None
@@ -96,23 +98,33 @@ class MailboxPollers:
         if self._executor is None or self._stop.is_set():
             return
         future = self._executor.submit(poller.poll)
-        self._running.add(future)
+        self._running[future] = poller
         try:
             await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # The scheduler is shutting down; stop() waits for (or drops) the poll itself.
+            return
         except Exception:
             log.exception("mailbox.poll_crashed", mailbox=poller.mailbox.name)
         finally:
-            self._running.discard(future)
+            self._running.pop(future, None)
 
     async def stop(self) -> None:
         self._stop.set()
+        # Taken first: shutting the scheduler down cancels the jobs that track them.
+        running = dict(self._running)
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-        running = list(self._running)
         if running:
-            # Polls stop at their next batch boundary; what they committed stays.
-            await asyncio.to_thread(concurrent.futures.wait, running,
-                                    timeout=_STOP_WAIT_SECONDS)
+            # Polls stop at their next batch boundary; what they committed stays. One
+            # waiting on a silent server has its connection dropped instead.
+            _, late = await asyncio.to_thread(concurrent.futures.wait, list(running),
+                                              timeout=_STOP_GRACE_SECONDS)
+            for future in late:
+                running[future].abort()
+            if late:
+                await asyncio.to_thread(concurrent.futures.wait, late,
+                                        timeout=_STOP_WAIT_SECONDS)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if self._engine is not None:
