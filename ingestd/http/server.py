@@ -50,15 +50,30 @@ class HttpService:
         self._protocol = deadline_protocol(request_deadline, max_connections)
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
         self.port = 0
 
     @property
     def ready(self) -> bool:
         return self._server is not None and self._server.started
 
+    def bind(self) -> None:
+        """Take the port now: the daemon calls this before anything starts (workers spawn)."""
+        if self._socket is None:
+            self._socket = _listening_socket(self._settings.host, self._settings.port)
+            self.port = int(self._socket.getsockname()[1])
+
+    def close(self) -> None:
+        """Let go of what an HTTP API that never started holds: its socket and its engine."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self._context.engine.dispose()
+
     async def start(self) -> None:
-        sock = _listening_socket(self._settings.host, self._settings.port)
-        self.port = int(sock.getsockname()[1])
+        self.bind()
+        sock = self._socket
+        assert sock is not None
         config = uvicorn.Config(
             create_app(self._context), log_config=None, access_log=False, lifespan="off",
             timeout_graceful_shutdown=_GRACEFUL_STOP_SECONDS, server_header=False,
