@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,30 @@ def test_no_token_a_bad_one_and_a_revoked_one_are_401(api: Api) -> None:
     assert api.call("GET", "/api/inbox", OMAR).status_code == 200
     fresh = api.issue(NINA)
     assert api.call("GET", "/api/inbox", token=fresh).status_code == 200
+
+
+def test_a_token_issued_with_expires_days_stops_working_when_it_expires(api: Api) -> None:
+    before = datetime.now(UTC)
+    code, out, err = api.box.cli("agents", "token", NINA, "--expires-days", "2", "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    expires_at = datetime.fromisoformat(record["expires_at"])
+    assert before + timedelta(days=2) <= expires_at <= datetime.now(UTC) + timedelta(days=2)
+    token = record["token"]
+    assert api.call("GET", "/api/inbox", token=token).status_code == 200
+    code, _, err = api.box.cli("agents", "token", NINA, "--expires-days", "2")
+    assert code == 0 and ", valid until 20" in err, err
+
+    with api.box.engine.begin() as conn:
+        conn.execute(sa.update(API_TOKENS).where(API_TOKENS.c.id == record["id"])
+                     .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    expired = api.call("GET", "/api/inbox", token=token)
+    assert expired.status_code == 401 and expired.headers["www-authenticate"] == "Bearer"
+    # The agent's other tokens, issued without an expiry, are untouched.
+    assert api.call("GET", "/api/inbox", NINA).status_code == 200
+    for days in ("0", "-1", "x", "36501"):
+        code, _, err = api.box.cli("agents", "token", NINA, "--expires-days", days)
+        assert code == 64 and "expected a whole number of days, 1 to 36500" in err, err
 
 
 def test_tokens_for_unknown_or_inactive_agents(api: Api) -> None:
