@@ -56,9 +56,6 @@ class DeadlineH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
-        # Bytes of a request not yet received whole: an idle keep-alive connection that
-        # times out is closed without a 408 nobody asked for.
-        self._request_begun = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -73,10 +70,6 @@ class DeadlineH11Protocol(H11Protocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        self._request_begun = True
-        super().data_received(data)
-
     def handle_events(self) -> None:
         # Called for every piece of data and when a keep-alive connection starts its next
         # request: the one place to see a request begin and end.
@@ -87,7 +80,6 @@ class DeadlineH11Protocol(H11Protocol):
             self._arm()
         else:
             self._disarm()  # received whole: the handler may take as long as it takes
-            self._request_begun = False
 
     def _arm(self) -> None:
         if self._deadline is None:
@@ -102,14 +94,21 @@ class DeadlineH11Protocol(H11Protocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        first_request = self.cycle is None
-        if self.conn.our_state in _UNANSWERED and (first_request or self._request_begun):
+        if self.conn.our_state in _UNANSWERED and self._owes_an_answer():
             self.transport.write(_TIMED_OUT)
         if self.cycle is not None and not self.cycle.response_complete:
             # A handler still waiting for the body must not write after our 408.
             self.cycle.disconnected = True
         log.debug("http.request_timed_out", client=_client(self.client))
         self.transport.close()
+
+
+    def _owes_an_answer(self) -> bool:
+        """A 408 for a request begun, or a first one; not for an idle keep-alive connection."""
+        if self.cycle is None or self.conn.their_state is h11.SEND_BODY:
+            return True
+        # Part of the next request's headers waits in h11's (bounded) buffer.
+        return bool(self.conn.trailing_data[0])
 
 
 def deadline_protocol(request_deadline: float = REQUEST_DEADLINE_SECONDS,
