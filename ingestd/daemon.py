@@ -86,14 +86,18 @@ async def run_until_stopped(
         # SMTP before the workers: a busy port fails start-up before processes spawn.
         # Pollers once the workers run (what they store is processed at once), and
         # stopped before SMTP: a poll ends at its next batch, all of it committed.
-        # HTTP last (its readiness reports SMTP) and stopped first: no action starts
-        # while the rest shuts down.
+        # HTTP is bound before all of them, started last (its readiness reports SMTP)
+        # and stopped first: no action starts while the rest shuts down.
         starting: list[Service] = [committer, smtp, *([workers] if workers else []),
                                    *([pollers] if pollers else []), *([http] if http else [])]
         stopping: list[Service] = [*([http] if http else []), *([pollers] if pollers else []),
                                    smtp, committer, *([workers] if workers else [])]
         started: list[Service] = []
         try:
+            if http is not None:
+                # Its port taken before anything starts: a busy one fails start-up
+                # before worker processes spawn, like SMTP's.
+                http.bind()
             for service in starting:
                 await service.start()
                 started.append(service)
@@ -116,6 +120,8 @@ async def run_until_stopped(
                     except Exception as exc:
                         log.error("daemon.stop_failed", service=service.name,
                                   error=type(exc).__name__, detail=str(exc)[:300])
+            if http is not None and http not in started:
+                http.close()  # its socket and its own engine
             log.info("daemon.stopped")
     finally:
         engine.dispose()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from ingestd.db.tables import ACTIONS, API_TOKENS, ATTACHMENTS, CRM_NOTES, TICKETS
+from ingestd.http.raw_message import MAX_RAW_DOWNLOADS, RAW_DOWNLOADS
 from ingestd.services.inbox import ITEM_KEYS
 from tests.inbox_env import ADA, NINA, OMAR, PDF, InboxEnv, inbox_env, mail
 
@@ -100,6 +103,30 @@ def test_no_token_a_bad_one_and_a_revoked_one_are_401(api: Api) -> None:
     assert api.call("GET", "/api/inbox", token=fresh).status_code == 200
 
 
+def test_a_token_issued_with_expires_days_stops_working_when_it_expires(api: Api) -> None:
+    before = datetime.now(UTC)
+    code, out, err = api.box.cli("agents", "token", NINA, "--expires-days", "2", "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    expires_at = datetime.fromisoformat(record["expires_at"])
+    assert before + timedelta(days=2) <= expires_at <= datetime.now(UTC) + timedelta(days=2)
+    token = record["token"]
+    assert api.call("GET", "/api/inbox", token=token).status_code == 200
+    code, _, err = api.box.cli("agents", "token", NINA, "--expires-days", "2")
+    assert code == 0 and ", valid until 20" in err, err
+
+    with api.box.engine.begin() as conn:
+        conn.execute(sa.update(API_TOKENS).where(API_TOKENS.c.id == record["id"])
+                     .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    expired = api.call("GET", "/api/inbox", token=token)
+    assert expired.status_code == 401 and expired.headers["www-authenticate"] == "Bearer"
+    # The agent's other tokens, issued without an expiry, are untouched.
+    assert api.call("GET", "/api/inbox", NINA).status_code == 200
+    for days in ("0", "-1", "x", "36501"):
+        code, _, err = api.box.cli("agents", "token", NINA, "--expires-days", days)
+        assert code == 64 and "expected a whole number of days, 1 to 36500" in err, err
+
+
 def test_tokens_for_unknown_or_inactive_agents(api: Api) -> None:
     code, _, err = api.box.cli("agents", "token", "nobody@example.com")
     assert (code, err) == (65, "ingestd: no active agent with address nobody@example.com\n")
@@ -142,6 +169,40 @@ def test_raw_is_the_stored_message_byte_exact(api: Api) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"] == "message/rfc822"
     assert response.content == raw
+
+
+def test_a_large_message_arrives_whole_in_slices(api: Api) -> None:
+    line = "0123456789abcdef" * 4 + "\r\n"
+    raw = mail("zed@newco.example", "Large", body=line * 9000)  # ~600 KB: three slices
+    item = api.box.item(raw)
+    response = api.call("GET", f"/api/inbox/{item}/raw", NINA)
+    assert response.status_code == 200
+    assert response.headers["content-length"] == str(len(raw))
+    assert response.content == raw
+
+
+def test_raw_downloads_beyond_the_cap_get_503_and_every_one_frees_its_slot(api: Api) -> None:
+    item = api.box.item(mail("zed@newco.example", "Busy"))
+    held = 0
+    try:
+        while RAW_DOWNLOADS.acquire(blocking=False):  # downloads under way elsewhere
+            held += 1
+        assert held == MAX_RAW_DOWNLOADS
+        busy = api.call("GET", f"/api/inbox/{item}/raw", NINA)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert busy.json() == {"detail": "too many message downloads at once; try again shortly"}
+        # Other routes are not held back by it.
+        assert api.call("GET", f"/api/inbox/{item}", NINA).status_code == 200
+        RAW_DOWNLOADS.release()
+        held -= 1
+        # One free slot serves any number in turn: sent, refused or missing, each gives it back.
+        for _ in range(2 * MAX_RAW_DOWNLOADS):
+            assert api.call("GET", f"/api/inbox/{item}/raw", NINA).status_code == 200
+            assert api.call("GET", f"/api/inbox/{item}/raw", OMAR).status_code == 404
+            assert api.call("GET", "/api/inbox/999999/raw", NINA).status_code == 404
+    finally:
+        for _ in range(held):
+            RAW_DOWNLOADS.release()
 
 
 def test_attach_new_and_note_make_what_the_cli_makes(api: Api) -> None:

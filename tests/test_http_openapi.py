@@ -4,7 +4,8 @@ Schemathesis generates requests from the published schema (valid and
 boundary values for paths, queries and bodies) and checks each response's
 status code, content type, headers and body against what the schema
 declares, with the server never answering 5xx. It runs as an administrator
-(who may call every route) against a daemon holding a few My Inbox items.
+(who may call every route) against a daemon holding a few My Inbox items, once
+on SQLite and once on PostgreSQL (the drivers' errors and types differ).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ class Target:
 
 
 @pytest.fixture
-def target(tmp_path: Path, sqlite_url: str, start_daemon: Any,
+def target(tmp_path: Path, db_url: str, start_daemon: Any,
            capsys: pytest.CaptureFixture[str]) -> Iterator[Target]:
-    for box in inbox_env(tmp_path, sqlite_url, start_daemon, capsys):
+    for box in inbox_env(tmp_path, db_url, start_daemon, capsys):
         box.processing.deliver("o", "sales", mail("alice@acme.example", "Quote"))
         for number in range(3):
             box.item(mail("zed@newco.example", f"Item {number}"))

@@ -20,6 +20,7 @@ from ingestd.http.body_limit import MAX_BODY_BYTES
 from ingestd.http.context import ApiContext
 from ingestd.http.readiness import readiness_checks
 from ingestd.http.server import HttpService
+from ingestd.workers.processes import WorkerProcesses
 from tests.conftest import DaemonThread, base_config, write_config
 
 
@@ -38,6 +39,33 @@ def test_a_taken_port_stops_start_up_with_a_clear_error(tmp_path: Path, sqlite_u
         with pytest.raises(ListenFailed, match=f"HTTP API cannot listen on 127.0.0.1:{port}"):
             daemon.start()
     # Everything started before the HTTP API was stopped again: the daemon exited.
+
+
+def test_a_taken_port_fails_before_any_worker_process_spawns(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spawned: list[int] = []
+    monkeypatch.setattr(WorkerProcesses, "_spawn", lambda self, index: spawned.append(index))
+    closed: list[HttpService] = []
+    close = HttpService.close
+
+    def recording_close(self: HttpService) -> None:
+        closed.append(self)
+        close(self)
+
+    monkeypatch.setattr(HttpService, "close", recording_close)
+    config = base_config(sqlite_url)
+    config["http"] = {"port": 0}
+    config["processing"] = {"workers": 2, "isolation": "process"}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config["http"]["port"] = taken.getsockname()[1]
+        daemon = DaemonThread(load_settings(write_config(tmp_path, config)))
+        with pytest.raises(ListenFailed, match="HTTP API cannot listen"):
+            daemon.start()
+    assert spawned == []
+    assert len(closed) == 1  # the API's socket and engine were let go of
 
 
 def test_enabled_false_serves_no_http(tmp_path: Path, sqlite_url: str) -> None:

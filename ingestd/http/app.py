@@ -18,6 +18,7 @@ from ingestd.errors import (
 from ingestd.http import health_routes, inbox_routes
 from ingestd.http.body_limit import BodyLimit
 from ingestd.http.context import ApiContext
+from ingestd.http.request_limit import RequestLimit
 from ingestd.http.strict import reject_unknown_query
 
 log = structlog.get_logger("ingestd.http")
@@ -32,6 +33,8 @@ def create_app(context: ApiContext) -> FastAPI:
     app.include_router(inbox_routes.router)
     app.add_exception_handler(IngestdError, _ingestd_error)
     app.add_middleware(BodyLimit)
+    # Added last, so outermost: a refused request costs nothing further.
+    app.add_middleware(RequestLimit)
     return app
 
 

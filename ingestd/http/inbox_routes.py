@@ -6,11 +6,12 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from ingestd.db.engine import read_only
 from ingestd.db.errors import translated
 from ingestd.http.auth import Caller, Context
+from ingestd.http.raw_message import RAW_DOWNLOADS, RawMessage
 from ingestd.http.schemas import (
     AttachRequest,
     Conflict,
@@ -57,13 +58,24 @@ def show_item(item_id: ItemId, context: Context, caller: Caller) -> dict[str, An
 
 @router.get("/{item_id}/raw", response_class=Response, responses={
     **_READ_ERRORS,
+    503: {"model": Problem, "description": "the database is unavailable, or too many "
+          "downloads are under way; try again"},
     200: {"description": "the stored message, byte for byte as received",
           "content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}}},
 })
 def raw_message(item_id: ItemId, context: Context, caller: Caller) -> Response:
-    with translated("read a stored message"), read_only(context.engine) as conn:
-        content = inbox.item_message(conn, item_id, visible_to=caller)
-    return Response(content, media_type="message/rfc822")
+    """At most a few at once (each may hold tens of megabytes): beyond them, 503."""
+    if not RAW_DOWNLOADS.acquire(blocking=False):
+        raise HTTPException(status_code=503, headers={"Retry-After": "1"},
+                            detail="too many message downloads at once; try again shortly")
+    try:
+        with translated("read a stored message"), read_only(context.engine) as conn:
+            content = inbox.item_message(conn, item_id, visible_to=caller)
+    except BaseException:
+        RAW_DOWNLOADS.release()
+        raise
+    # The slot is held until the last byte is sent: that is when the memory is let go.
+    return RawMessage(content, on_sent=RAW_DOWNLOADS.release)
 
 
 @router.post("/{item_id}/attach", response_model=InboxItem, responses=_ACTION_ERRORS)

@@ -19,6 +19,11 @@ import uvicorn
 from ingestd.config.settings import HttpSettings
 from ingestd.errors import ListenFailed
 from ingestd.http.app import create_app
+from ingestd.http.connections import (
+    MAX_OPEN_CONNECTIONS,
+    REQUEST_DEADLINE_SECONDS,
+    deadline_protocol,
+)
 from ingestd.http.context import ApiContext
 
 log = structlog.get_logger("ingestd.http")
@@ -26,7 +31,6 @@ log = structlog.get_logger("ingestd.http")
 # A request still running at stop gets this long before its connection is closed.
 _GRACEFUL_STOP_SECONDS = 5
 _START_TIMEOUT_SECONDS = 10.0
-_MAX_CONCURRENT = 64
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -38,26 +42,44 @@ class _EmbeddedServer(uvicorn.Server):
 class HttpService:
     name = "http"
 
-    def __init__(self, settings: HttpSettings, context: ApiContext) -> None:
+    def __init__(self, settings: HttpSettings, context: ApiContext, *,
+                 request_deadline: float = REQUEST_DEADLINE_SECONDS,
+                 max_connections: int = MAX_OPEN_CONNECTIONS) -> None:
         self._settings = settings
         self._context = context
+        self._protocol = deadline_protocol(request_deadline, max_connections)
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
         self.port = 0
 
     @property
     def ready(self) -> bool:
         return self._server is not None and self._server.started
 
+    def bind(self) -> None:
+        """Take the port now: the daemon calls this before anything starts (workers spawn)."""
+        if self._socket is None:
+            self._socket = _listening_socket(self._settings.host, self._settings.port)
+            self.port = int(self._socket.getsockname()[1])
+
+    def close(self) -> None:
+        """Let go of what an HTTP API that never started holds: its socket and its engine."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self._context.engine.dispose()
+
     async def start(self) -> None:
-        sock = _listening_socket(self._settings.host, self._settings.port)
-        self.port = int(sock.getsockname()[1])
+        self.bind()
+        sock = self._socket
+        assert sock is not None
         config = uvicorn.Config(
             create_app(self._context), log_config=None, access_log=False, lifespan="off",
             timeout_graceful_shutdown=_GRACEFUL_STOP_SECONDS, server_header=False,
-            # Beyond this many connections and requests at once, 503: the API must not
-            # take the memory and database connections SMTP intake needs.
-            limit_concurrency=_MAX_CONCURRENT, timeout_keep_alive=5,
+            # Requests must arrive whole in time and open connections are capped (see
+            # connections.py); requests in progress are bounded by the app (request_limit.py).
+            http=self._protocol, ws="none", timeout_keep_alive=5,
         )
         self._server = _EmbeddedServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http")

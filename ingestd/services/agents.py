@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,18 +33,24 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def issue_token(conn: sa.Connection, email: str, name: str | None = None
-                ) -> tuple[str, dict[str, Any]]:
-    """A new token for the active agent ``email``: the token itself, and its record."""
+def issue_token(conn: sa.Connection, email: str, name: str | None = None,
+                valid_for: timedelta | None = None) -> tuple[str, dict[str, Any]]:
+    """A new token for the active agent ``email``: the token itself, and its record.
+
+    With ``valid_for`` the token authenticates nobody once that much time has passed.
+    """
     actor = actor_by_email(conn, email)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = utcnow()
+    expires_at = now + valid_for if valid_for is not None else None
     label = (name or f"issued {now:%Y-%m-%d %H:%M} UTC")[:255]
     token_id = conn.execute(sa.insert(API_TOKENS).values(
         agent_id=actor.agent_id, name=label, token_sha256=token_hash(token), created_at=now,
+        expires_at=expires_at,
     ).returning(API_TOKENS.c.id)).scalar_one()
     return token, {"id": int(token_id), "agent_email": actor.email, "name": label,
-                   "created_at": now.isoformat()}
+                   "created_at": now.isoformat(),
+                   "expires_at": expires_at.isoformat() if expires_at else None}
 
 
 def revoke_tokens(conn: sa.Connection, email: str) -> int:
