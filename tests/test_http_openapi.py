@@ -53,10 +53,18 @@ def test_every_response_matches_the_schema(target: Target) -> None:
         modes = [GenerationMode.POSITIVE] if operation.path in NO_INPUT else [
             GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
         for mode in modes:
+            negative = mode is GenerationMode.NEGATIVE
+
             @settings(max_examples=25, deadline=None, database=None,
                       suppress_health_check=list(HealthCheck))
             @given(case=operation.as_strategy(generation_mode=mode))
             def check(case: Any) -> None:
-                case.call_and_validate(base_url=target.base_url, headers=target.headers)
+                headers = target.headers
+                # B023 is safe here: check() runs inside this loop iteration, never later.
+                if negative and "Authorization" not in (case.headers or {}):  # noqa: B023
+                    # The invalid part may be the missing token itself: adding ours back
+                    # would turn the request valid and "accepted invalid data" would fail.
+                    headers = {}
+                case.call_and_validate(base_url=target.base_url, headers=headers)
 
             check()
