@@ -26,8 +26,11 @@ def _imap(extra: str = "", imap: str = "") -> str:
 
 
 BAD = [
-    ("gmail not yet", "mailboxes:\n  - name: g\n    addresses: [g@example.com]\n"
-     "    source: gmail\n", "mailboxes[0]", "not available in this version"),
+    ("graph not yet", "mailboxes:\n  - name: g\n    addresses: [g@example.com]\n"
+     "    source: graph\n", "mailboxes[0]", "not available in this version"),
+    ("gmail both ways in", "mailboxes:\n  - name: g\n    addresses: [g@example.com]\n"
+     "    source: gmail\n    gmail: {credentials_file: a.json, subject: g@example.com, "
+     "token_file: t.json}\n", "mailboxes[0].gmail", "not both"),
     ("imap without settings", "mailboxes:\n  - name: g\n    addresses: [g@example.com]\n"
      "    source: imap\n", "mailboxes[0]", "needs the imap: settings"),
     ("password in the file", _imap(imap="host: h.example\nusername: n\npassword: hunter2\n"),

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 SOURCES = ("smtp", "imap", "gmail", "graph")
 # The sources this version can pull from; the others are refused with a clear reason.
-PULL_SOURCES_AVAILABLE = ("imap",)
+PULL_SOURCES_AVAILABLE = ("imap", "gmail")
 
 
 class _Frozen(BaseModel):
@@ -104,6 +104,51 @@ class ImapSettings(_Frozen):
         return folders
 
 
+class GmailSettings(_Frozen):
+    """A Gmail or Google Workspace mailbox, read through the Gmail API (read-only scope).
+
+    Either a service account with domain-wide delegation (``credentials_file``
+    is its key, ``subject`` the mailbox user), or an OAuth client
+    (``credentials_file`` is the client's JSON from the Google Cloud console,
+    ``token_file`` the refresh token ``ingestd mailboxes auth NAME`` stores).
+    """
+
+    credentials_file: Path
+    subject: str | None = Field(default=None, min_length=3)
+    token_file: Path | None = None
+    # Labels whose new mail is imported (a filter may file mail elsewhere).
+    labels: tuple[str, ...] = Field(default=("INBOX",), min_length=1)
+    # For tests and sovereign setups; None: Google's.
+    api_endpoint: str | None = None
+    token_uri: str | None = None
+    timeout_seconds: float = Field(default=60, gt=0, le=3600)
+    fetch_batch: int = Field(default=25, ge=1, le=500)
+
+    @field_validator("credentials_file", "token_file")
+    @classmethod
+    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return resolved(value, info)
+
+    @field_validator("api_endpoint", "token_uri")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> GmailSettings:
+        if (self.subject is None) == (self.token_file is None):
+            raise ValueError("set subject (a service account with domain-wide delegation "
+                             "acting as that user) or token_file (an OAuth client's refresh "
+                             "token, written by `ingestd mailboxes auth`), not both")
+        return self
+
+    @property
+    def service_account(self) -> bool:
+        return self.subject is not None
+
+
 class PullSettings(_Frozen):
     """The keys a mailbox has for pulling (mixed into ``Mailbox``)."""
 
@@ -120,6 +165,7 @@ class PullSettings(_Frozen):
     # listed again (what is already stored is skipped).
     resync_lookback_days: int = Field(default=7, ge=0, le=3650)
     imap: ImapSettings | None = None
+    gmail: GmailSettings | None = None
 
     @property
     def pulled(self) -> bool:
@@ -130,8 +176,9 @@ class PullSettings(_Frozen):
         if self.source not in ("smtp", *PULL_SOURCES_AVAILABLE):
             raise ValueError(f"source: {self.source} is not available in this version "
                              f"(available: smtp, {', '.join(PULL_SOURCES_AVAILABLE)})")
-        if self.source == "imap" and self.imap is None:
-            raise ValueError("source: imap needs the imap: settings (host, username, ...)")
-        if self.source != "imap" and self.imap is not None:
-            raise ValueError(f"imap: settings are given but source is {self.source}")
+        for kind, block in (("imap", self.imap), ("gmail", self.gmail)):
+            if self.source == kind and block is None:
+                raise ValueError(f"source: {kind} needs the {kind}: settings")
+            if self.source != kind and block is not None:
+                raise ValueError(f"{kind}: settings are given but source is {self.source}")
         return self
