@@ -216,14 +216,30 @@ def env(request: pytest.FixtureRequest, tmp_path: Path, db_url: str, start_daemo
     engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-    """One real Dovecot IMAP server for the session (plain + STARTTLS, and implicit TLS)."""
+def _require_dovecot() -> None:
     if not dovecot_available():
         if IN_CI:
             pytest.fail("Dovecot is missing; CI must run the IMAP tests")
         pytest.skip("Dovecot not installed (apt-get install dovecot-imapd)")
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """One real Dovecot IMAP server for the session (plain + STARTTLS, and implicit TLS)."""
+    _require_dovecot()
     server = Dovecot()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def dovecot_oauth() -> Iterator[Dovecot]:
+    """A second Dovecot that also takes XOAUTH2/OAUTHBEARER tokens (``dovecot_oauth.oauth``
+    grants and revokes them); a server of its own so the plain one stays as it was."""
+    _require_dovecot()
+    server = Dovecot(oauth2=True)
     try:
         yield server
     finally:
@@ -240,6 +256,15 @@ def imap_user(dovecot: Dovecot) -> ImapUser:
     dovecot.start()
     user = ImapUser(f"user{next(_imap_user_counter)}", secrets.token_hex(8))
     dovecot.add_user(user.name, user.password)
+    return user
+
+
+@pytest.fixture
+def oauth_user(dovecot_oauth: Dovecot) -> ImapUser:
+    """A fresh user of the OAuth Dovecot; no token is granted to them yet."""
+    dovecot_oauth.start()
+    user = ImapUser(f"oauth{next(_imap_user_counter)}", secrets.token_hex(8))
+    dovecot_oauth.add_user(user.name, user.password)
     return user
 
 

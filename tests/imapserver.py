@@ -7,6 +7,10 @@ runs in privileged mode: logins as ``dovenull``, internal services as ``dovecot`
 
 Both listeners are on 127.0.0.1: ``port`` is plain IMAP that also offers STARTTLS, ``tls_port``
 is implicit TLS. The certificate comes from a throw-away trustme CA; ``ca_file`` is its PEM.
+
+``Dovecot(oauth2=True)`` also offers SASL XOAUTH2 and OAUTHBEARER, checked against a local
+introspection endpoint (``oauth``, a ``tests.oauthfake.IntrospectionFake``): a user logs in with a
+token the test granted them. Passwords work as before; the plain server has no OAuth at all.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+
+from tests.oauthfake import IntrospectionFake
 
 DOVECOT = Path("/usr/sbin/dovecot")
 DOVEADM = Path("/usr/bin/doveadm")
@@ -99,8 +105,9 @@ class Dovecot:
     port: int
     tls_port: int
     ca_file: str
+    oauth: IntrospectionFake | None
 
-    def __init__(self) -> None:
+    def __init__(self, *, oauth2: bool = False) -> None:
         if not available():
             raise DovecotError(f"{DOVECOT} or {DOVEADM} is missing (apt-get install dovecot-imapd)")
         self.host = HOST
@@ -111,7 +118,10 @@ class Dovecot:
         self._passwords: dict[str, str] = {}
         self._stamps: dict[str, int] = {}
         self._process: subprocess.Popen[bytes] | None = None
+        self.oauth = None
         try:
+            if oauth2:
+                self.oauth = IntrospectionFake()
             self._write_certificates()
             self._mail_root.mkdir()
             os.chown(self._mail_root, self._accounts.mail_uid, self._accounts.mail_gid)
@@ -164,6 +174,8 @@ class Dovecot:
 
     def close(self) -> None:
         self.stop()
+        if self.oauth is not None:
+            self.oauth.close()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> Dovecot:
@@ -376,6 +388,14 @@ class Dovecot:
         d = self.directory
         accounts = self._accounts
         chroot = "  chroot =\n" if accounts.rootless else ""
+        oauth_mechanisms = oauth_passdb = password_mechanisms = ""
+        if self.oauth is not None:
+            oauth_mechanisms = " xoauth2 oauthbearer"
+            # First, and for the token mechanisms only: a password login must never reach the
+            # introspection endpoint, nor a token the passwd-file.
+            oauth_passdb = (f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                            f"  args = {self._write_oauth2_config()}\n}}\n")
+            password_mechanisms = "  mechanisms = plain login\n"
         self.config_file.write_text(f"""\
 protocols = imap
 listen = {HOST}
@@ -386,7 +406,7 @@ ssl = yes
 ssl_cert = <{d}/tls/server.pem
 ssl_key = <{d}/tls/server.key
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth_mechanisms}
 # The default 2 s pause after a failed login would make every negative test slow.
 auth_failure_delay = 0
 default_internal_user = {accounts.internal_user}
@@ -404,10 +424,10 @@ namespace inbox {{
   inbox = yes
   separator = /
 }}
-passdb {{
+{oauth_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {d}/users/%u
-}}
+{password_mechanisms}}}
 userdb {{
   driver = passwd-file
   args = username_format=%u {d}/users/%u
@@ -434,6 +454,21 @@ service anvil {{
   }}
 }}
 """)
+
+    def _write_oauth2_config(self) -> Path:
+        assert self.oauth is not None
+        path = self.directory / "oauth2.conf.ext"
+        # No auth cache is configured, so every login asks the endpoint: a revoke takes
+        # effect at the next login.
+        path.write_text(
+            f"introspection_mode = post\n"
+            f"introspection_url = {self.oauth.url}\n"
+            f"username_attribute = username\n"
+            f"active_attribute = active\n"
+            f"active_value = true\n"
+        )
+        path.chmod(0o644)
+        return path
 
     def _doveadm(self, *args: str) -> str:
         command = [str(DOVEADM), "-c", str(self.config_file), *args]

@@ -6,6 +6,7 @@ The client here is stdlib imaplib, so a broken helper cannot hide behind a broke
 from __future__ import annotations
 
 import imaplib
+import json
 import re
 import socket
 import ssl
@@ -237,6 +238,76 @@ def test_stop_and_start_keep_ports_and_mail(dovecot: Dovecot, imap_user: ImapUse
     again.select("INBOX", readonly=True)
     assert fetch_raw(again, uid) == CRLF_MESSAGE
     again.logout()
+
+
+# -- Dovecot with OAuth ------------------------------------------------------------------------
+
+
+def _xoauth2_login(server: Dovecot, user: str, token: str,
+                   challenges: list[bytes] | None = None) -> imaplib.IMAP4:
+    """A stdlib XOAUTH2 login; ``challenges`` collects what the server sent."""
+    seen = challenges if challenges is not None else []
+
+    def answer(challenge: bytes) -> bytes:
+        seen.append(challenge)
+        # After a bad token the server's second challenge is its error; an empty answer ends it.
+        if len(seen) == 1:
+            return f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+        return b""
+
+    client = imaplib.IMAP4(server.host, server.port, timeout=10)
+    try:
+        client.authenticate("XOAUTH2", answer)
+    except imaplib.IMAP4.error:
+        client.logout()
+        raise
+    return client
+
+
+def test_oauth_dovecot_takes_a_granted_token_and_checks_it_every_login(
+    dovecot_oauth: Dovecot, oauth_user: ImapUser
+) -> None:
+    fake = dovecot_oauth.oauth
+    assert fake is not None
+    greeting = imaplib.IMAP4(dovecot_oauth.host, dovecot_oauth.port, timeout=10)
+    assert {"AUTH=XOAUTH2", "AUTH=OAUTHBEARER", "AUTH=PLAIN"} <= set(greeting.capabilities)
+    greeting.logout()
+    token = f"tok-{oauth_user.name}"
+    fake.grant(token, oauth_user.name)
+    client = _xoauth2_login(dovecot_oauth, oauth_user.name, token)
+    assert client.select("INBOX", readonly=True)[0] == "OK"
+    client.logout()
+    assert fake.requests[-1] == token
+
+    # A revoke applies to the very next login: nothing caches the first answer.
+    fake.revoke(token)
+    challenges: list[bytes] = []
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        _xoauth2_login(dovecot_oauth, oauth_user.name, token, challenges)
+    assert fake.requests[-2:] == [token, token]
+    # The refusal comes as a JSON challenge first (RFC 7628's error), as at Gmail.
+    assert len(challenges) == 2 and json.loads(challenges[1])["status"] == "401"
+
+
+def test_oauth_dovecot_refuses_a_token_of_another_user_and_keeps_passwords(
+    dovecot_oauth: Dovecot, oauth_user: ImapUser
+) -> None:
+    fake = dovecot_oauth.oauth
+    assert fake is not None
+    fake.grant("tok-of-someone-else", "someone-else")
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        _xoauth2_login(dovecot_oauth, oauth_user.name, "tok-of-someone-else")
+    asked = len(fake.requests)
+    # Passwords go to the passwd-file only, never to the introspection endpoint.
+    dovecot_oauth.login(oauth_user.name).logout()
+    assert len(fake.requests) == asked
+
+
+def test_the_plain_dovecot_offers_no_oauth(dovecot: Dovecot) -> None:
+    client = imaplib.IMAP4(dovecot.host, dovecot.port, timeout=10)
+    assert "AUTH=XOAUTH2" not in client.capabilities
+    assert dovecot.oauth is None
+    client.logout()
 
 
 # -- FaultProxy --------------------------------------------------------------------------------
