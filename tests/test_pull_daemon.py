@@ -97,6 +97,7 @@ def test_mailboxes_poll_prints_what_it_imported(
     config["mailboxes"][-1]["enabled"] = False
     write_config(tmp_path, config)
     assert _mailboxes_list(path, capsys)["sales-nina"]["status"] == "disabled"
+    assert main(["mailboxes", "poll", "sales-nina", "--config", str(path)]) == 64
 
 
 def test_a_wrong_password_shows_needs_reauth(
@@ -178,7 +179,8 @@ def test_two_instances_import_each_message_once_and_take_over(
 
         def a_holds_the_lease() -> bool:
             with engine.connect() as conn:
-                return conn.execute(sa.select(MAILBOX_STATES.c.held_by)).scalar() == a.identity
+                holder = conn.execute(sa.select(MAILBOX_STATES.c.held_by)).scalar()
+                return str(holder).startswith(a.identity + ":")
 
         wait_for(a_holds_the_lease, 20, "instance a stuck mid-poll holding the lease")
         with engine.connect() as conn:

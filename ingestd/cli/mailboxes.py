@@ -31,6 +31,15 @@ def register(subparsers: Parsers) -> None:
     poll.add_argument("name", metavar="NAME")
     poll.add_argument("--json", action="store_true")
     poll.set_defaults(func=poll_command)
+    auth = commands.add_parser(
+        "auth", help="authorise a Gmail mailbox (OAuth client): consent once, store the token")
+    add_config_option(auth)
+    auth.add_argument("name", metavar="NAME")
+    auth.add_argument("--paste", action="store_true",
+                      help="headless: print the consent URL and read back the redirected address")
+    auth.add_argument("--port", type=int, default=8765,
+                      help="loopback port of the redirect (default 8765; 0: any, local mode)")
+    auth.set_defaults(func=auth_command)
 
 
 def list_command(args: argparse.Namespace) -> int:
@@ -70,6 +79,9 @@ def poll_command(args: argparse.Namespace) -> int:
     if not mailbox.pulled:
         raise CommandFailed(exits.USAGE, f"mailbox {mailbox.name} receives its mail by SMTP; "
                                          "there is nothing to poll")
+    if not mailbox.enabled:
+        raise CommandFailed(exits.USAGE, f"mailbox {mailbox.name} is disabled (enabled: false) "
+                                         "in the configuration")
     with database(settings) as engine:
         report = Poller(engine, mailbox, source_for(mailbox), batch_size=batch_size(mailbox),
                         max_message_bytes=settings.smtp.max_message_size).poll()
@@ -95,3 +107,30 @@ def poll_command(args: argparse.Namespace) -> int:
     if report.status == "needs_reauth":
         return exits.CONFIG
     return exits.TEMPFAIL
+
+
+def auth_command(args: argparse.Namespace) -> int:
+    import sys
+
+    from ingestd.intake.sources import gmail_consent
+
+    settings = settings_from(args)
+    mailbox = settings.mailbox(args.name)
+    if mailbox is None:
+        raise CommandFailed(exits.USAGE, f"no mailbox named {args.name!r} in the configuration")
+    gmail = mailbox.gmail
+    if gmail is None or gmail.token_file is None:
+        raise CommandFailed(exits.USAGE, f"mailbox {mailbox.name} has no OAuth client to "
+                                         "authorise (source: gmail with token_file)")
+
+    def show(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    if args.paste:
+        credentials = gmail_consent.consent_by_paste(gmail, args.port, show, sys.stdin.readline)
+    else:
+        credentials = gmail_consent.consent_locally(gmail, args.port, show)
+    uid, gid = gmail_consent.store_token(credentials, gmail.token_file)
+    print(f"stored the refresh token of {mailbox.name} in {gmail.token_file} "
+          f"(mode 0600, owner {uid}:{gid})")
+    return exits.OK

@@ -171,6 +171,15 @@ class PullSettings(_Frozen):
     def pulled(self) -> bool:
         return self.source != "smtp"
 
+    @property
+    def pull_folders(self) -> tuple[str, ...]:
+        """The folders (IMAP) or labels (Gmail) polled, each with its own checkpoint."""
+        if self.imap is not None:
+            return self.imap.folders
+        if self.gmail is not None:
+            return self.gmail.labels
+        return ()
+
     @model_validator(mode="after")
     def _source_settings(self) -> PullSettings:
         if self.source not in ("smtp", *PULL_SOURCES_AVAILABLE):

@@ -26,10 +26,14 @@ def mailbox_records(conn: sa.Connection, settings: IngestdSettings, now: datetim
     """One record per configured mailbox, in configuration order."""
     now = database_now(conn, now)
     states = {row.mailbox: row for row in conn.execute(sa.select(MAILBOX_STATES))}
-    oldest_check = dict(conn.execute(
-        sa.select(C.mailbox, sa.func.min(C.checked_at)).group_by(C.mailbox)).all())
-    return [_record(m, states.get(m.name), oldest_check.get(m.name), now)
-            for m in settings.mailboxes]
+    checks: dict[str, list[datetime]] = {}
+    for mailbox, folder, checked_at in conn.execute(sa.select(C.mailbox, C.folder, C.checked_at)):
+        configured = settings.mailbox(mailbox)
+        # A folder no longer configured keeps its row; its age says nothing now.
+        if configured is not None and folder in configured.pull_folders:
+            checks.setdefault(mailbox, []).append(checked_at)
+    return [_record(m, states.get(m.name), min(checks[m.name]) if m.name in checks else None,
+                    now) for m in settings.mailboxes]
 
 
 def _record(mailbox: Mailbox, state: Any, checked_at: datetime | None, now: datetime

@@ -22,18 +22,26 @@ class FolderCheckpoint:
     cursor: Cursor
     # The earliest mail this mailbox may import (first connection or import_since).
     since: datetime
+    # The last poll that found the cursor valid (None for one not yet written).
+    checked_at: datetime | None = None
 
 
 def load(engine: Engine, mailbox: str, folder: str) -> FolderCheckpoint | None:
     with translated("read checkpoint"), engine.connect() as conn:
-        row = conn.execute(sa.select(C.cursor, C.since).where(
+        row = conn.execute(sa.select(C.cursor, C.since, C.checked_at).where(
             C.mailbox == mailbox, C.folder == folder)).first()
     if row is None:
         return None
-    since = row.since
-    if since.tzinfo is None:  # SQLite keeps no zone; every timestamp is stored in UTC
-        since = since.replace(tzinfo=UTC)
-    return FolderCheckpoint(json.loads(row.cursor), since)
+    since = _utc(row.since)
+    assert since is not None  # NOT NULL
+    return FolderCheckpoint(json.loads(row.cursor), since, _utc(row.checked_at))
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    # SQLite keeps no zone; every timestamp is stored in UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def _upsert(dialect: str) -> sa.Insert:
@@ -53,9 +61,3 @@ def save(conn: sa.Connection, mailbox: str, folder: str, checkpoint: FolderCheck
         "cursor": json.dumps(checkpoint.cursor, sort_keys=True),
         "updated_at": now, "checked_at": now,
     })
-
-
-def mark_checked(conn: sa.Connection, mailbox: str, folder: str, now: datetime) -> None:
-    """The cursor was found valid and nothing new came: only its age resets."""
-    conn.execute(sa.update(MAILBOX_CHECKPOINTS).where(C.mailbox == mailbox, C.folder == folder)
-                 .values(checked_at=now))

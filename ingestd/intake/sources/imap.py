@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import re
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +38,12 @@ from ingestd.intake.sources.secrets import read_secret
 # Response codes (RFC 5530) that say "later", not "your credentials are wrong".
 _TRY_LATER = {"UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT", "CONTACTADMIN"}
 _KEY_FIELDS = "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID FROM SENDER REPLY-TO)]"
+# UIDs per SEARCH: at most ~800 KB of answer, under imaplib's 1 MB line limit.
+_SEARCH_WINDOW = 100_000
+# Message bytes one FETCH round trip may bring into memory (a single larger message
+# goes alone, up to smtp.max_message_size).
+_FETCH_BYTES = 32 * 1024 * 1024
+_UID_ITEM = re.compile(rb"\bUID\s+(\d+)", re.IGNORECASE)
 
 
 class ImapSource:
@@ -116,8 +123,8 @@ class ImapSource:
         except imaplib.IMAP4.abort as exc:
             raise SourceUnavailable(f"{self.where}: connection lost at login: {exc}") from exc
         except imaplib.IMAP4.error as exc:
-            if response_code(exc) in _TRY_LATER:
-                raise SourceUnavailable(f"{self.where}: login refused for now: {exc}") from exc
+            if response_code(exc) in _TRY_LATER or not _server_said_no(exc):
+                raise SourceUnavailable(f"{self.where}: login failed for now: {exc}") from exc
             raise CredentialsRejected(f"{self.where}: login as {s.username} refused: "
                                       f"{_text(exc)}") from exc
         except OSError as exc:
@@ -141,12 +148,7 @@ class ImapConnection:
         if uidvalidity is None:
             raise SourceUnavailable(f"{self._where}: {folder}: the server reported no UIDVALIDITY")
         uidnext = numbers.get("UIDNEXT")
-        if uidnext is None:
-            self._examine(folder)
-            uids = self._search(folder, "ALL")
-            last = uids[-1] if uids else 0
-        else:
-            last = uidnext - 1
+        last = uidnext - 1 if uidnext is not None else self._highest_uid(folder)
         return {"uidvalidity": uidvalidity, "last_uid": last}
 
     def list_new(self, folder: str, cursor: Cursor) -> Listing:
@@ -155,31 +157,33 @@ class ImapConnection:
             raise CursorLost(f"{folder}: UIDVALIDITY changed from {cursor.get('uidvalidity')} "
                              f"to {uidvalidity}")
         last = int(cursor.get("last_uid", 0))
-        uidnext = self._numbers.get("UIDNEXT")
-        if uidnext is not None and uidnext - 1 <= last:
+        bound = self._bound(folder)
+        if bound <= last:
             return Listing((), {"uidvalidity": uidvalidity, "last_uid": last})
-        # `n:*` returns the highest message even when n is beyond it: filter.
-        uids = [u for u in self._search(folder, f"UID {last + 1}:*") if u > last]
+        uids = self._search_range(folder, last + 1, bound, "")
         items = [Listed(self._id(folder, uidvalidity, u), {"uidvalidity": uidvalidity,
                                                             "last_uid": u}) for u in uids]
-        return Listing(items, {"uidvalidity": uidvalidity, "last_uid": max([last, *uids])})
+        # Up to the bound, not beyond: a message above it arrived after the listing
+        # began and is the next poll's.
+        return Listing(items, {"uidvalidity": uidvalidity, "last_uid": max(last, bound)})
 
     def list_since(self, folder: str, since: datetime) -> Listing:
         uidvalidity = self._examine(folder)
-        candidates = self._search(folder, f"SINCE {search_date(since)}")
+        # Everything at or below the bound was there when the folder was opened; the
+        # cursor ends there, so whatever arrives during this listing is the next poll's.
+        bound = self._bound(folder)
+        candidates = self._search_range(folder, 1, bound, f" SINCE {search_date(since)}")
         dates: dict[int, datetime] = {}
         for start in range(0, len(candidates), 500):
             part = candidates[start:start + 500]
             dates.update(internal_dates(self._uid("FETCH", uid_set(part), "(UID INTERNALDATE)")))
-        uids = [u for u in candidates if u in dates and dates[u] >= since]
-        # The cursor must pass every message there now, listed or too old, or the
-        # next poll would list the old ones as new.
-        everything = self._search(folder, "ALL")
-        last = max([0, *everything, *uids])
+        # A date the server sent in a form we cannot read: keep the message (SINCE
+        # already chose it), rather than pass it by.
+        uids = [u for u in candidates if u not in dates or dates[u] >= since]
         # No cursor per item: an old message can have a higher UID than a listed
         # one, so only the whole listing moves the cursor.
         items = [Listed(self._id(folder, uidvalidity, u)) for u in uids]
-        return Listing(items, {"uidvalidity": uidvalidity, "last_uid": last}, renamed=True)
+        return Listing(items, {"uidvalidity": uidvalidity, "last_uid": bound}, renamed=True)
 
     def message_keys(self, folder: str, provider_ids: Sequence[str]) -> dict[str, MessageKeys]:
         uids = self._uids_of(folder, provider_ids)
@@ -195,17 +199,34 @@ class ImapConnection:
         uids = self._uids_of(folder, provider_ids)
         if not uids:
             return
-        # Sizes first: a message of hundreds of megabytes must not be read into memory.
+        # Sizes first: a message of hundreds of megabytes must not be read into memory,
+        # and one round trip holds at most _FETCH_BYTES of bodies.
         sizes = message_sizes(self._uid("FETCH", uid_set(uids), "(UID RFC822.SIZE)"))
         wanted = [u for u in uids if u in sizes and sizes[u] <= max_bytes]
-        bodies = (fetch_literals(self._uid("FETCH", uid_set(wanted), "(UID BODY.PEEK[])"))
-                  if wanted else {})
+        bodies: dict[int, bytes] = {}
+        for group in _by_size(wanted, sizes, _FETCH_BYTES):
+            bodies.update(fetch_literals(self._uid("FETCH", uid_set(group),
+                                                   "(UID BODY.PEEK[])")))
+        absent = [u for u in uids if u not in bodies and not
+                  (u in sizes and sizes[u] > max_bytes)]
+        if absent:
+            self._confirm_expunged(folder, absent)
         for pid, uid in zip(provider_ids, uids, strict=True):
             if uid in bodies:
                 yield Fetched(pid, bodies[uid])
             elif uid in sizes and sizes[uid] > max_bytes:
                 yield Fetched(pid, b"", too_large=sizes[uid])
-            # else: expunged since the listing; gone at the source, nothing to keep
+            # else: expunged since the listing (confirmed); nothing to keep
+
+    def _confirm_expunged(self, folder: str, uids: list[int]) -> None:
+        """Messages the server sent nothing for must really be gone, or the cursor would
+        pass mail that is still there: ask again, and fail the batch if any remains."""
+        remaining = self._search_range(folder, min(uids), max(uids), "")
+        still_there = sorted(set(uids) & set(remaining))
+        if still_there:
+            raise SourceUnavailable(
+                f"{self._where}: {folder}: the server sent no content for UID "
+                f"{uid_set(still_there[:10])} although it still has them")
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -226,6 +247,33 @@ class ImapConnection:
                 raise CursorLost(f"{folder}: UIDVALIDITY changed during the poll")
             uids.append(int(uid))
         return uids
+
+    def _bound(self, folder: str) -> int:
+        """The highest UID that existed when the folder was opened."""
+        self._examine(folder)
+        uidnext = self._numbers.get("UIDNEXT")
+        return uidnext - 1 if uidnext is not None else self._highest_uid(folder)
+
+    def _highest_uid(self, folder: str) -> int:
+        """For servers that announce no UIDNEXT: the UID of the last message (``*``)."""
+        self._examine(folder)
+        data = self._command("FETCH * (UID)", lambda: self._client.fetch("*", "(UID)"),
+                             empty_ok=True)
+        found = [int(m.group(1)) for line in data if isinstance(line, bytes)
+                 for m in [_UID_ITEM.search(line)] if m is not None]
+        return max(found, default=0)
+
+    def _search_range(self, folder: str, low: int, high: int, criteria: str) -> list[int]:
+        """UIDs in low..high meeting ``criteria``, searched in windows: one answer line
+        of a huge folder would pass imaplib's 1 MB line limit."""
+        self._examine(folder)
+        found: list[int] = []
+        for start in range(max(low, 1), high + 1, _SEARCH_WINDOW):
+            stop = min(start + _SEARCH_WINDOW - 1, high)
+            uids = search_uids(self._uid("SEARCH", f"UID {start}:{stop}{criteria}"))
+            # `n:m` with n beyond the last UID still returns the last message: filter.
+            found.extend(u for u in uids if start <= u <= stop)
+        return sorted(set(found))
 
     def _status(self, folder: str) -> dict[str, int]:
         data = self._command(f"STATUS {folder}", lambda: self._client.status(
@@ -249,15 +297,11 @@ class ImapConnection:
             self._numbers, self._selected = numbers, folder
         return self._numbers["UIDVALIDITY"]
 
-    def _search(self, folder: str, criteria: str) -> list[int]:
-        self._examine(folder)
-        return search_uids(self._uid("SEARCH", criteria))
-
     def _uid(self, command: str, *args: str) -> list[Any]:
         return self._command(f"UID {command}", lambda: self._client.uid(command, *args))
 
     def _command(self, what: str, run: Callable[[], tuple[str, list[Any]]],
-                 folder: str | None = None) -> list[Any]:
+                 folder: str | None = None, empty_ok: bool = False) -> list[Any]:
         with _network(self._where):
             try:
                 status, data = run()
@@ -265,6 +309,8 @@ class ImapConnection:
                 raise
             except imaplib.IMAP4.error as exc:
                 status, data = "NO", [str(exc).encode()]
+        if status != "OK" and empty_ok:
+            return []
         if status != "OK":
             text = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
             if folder is not None and what.startswith(("EXAMINE", "STATUS")):
@@ -312,6 +358,21 @@ def _network(where: str) -> Iterator[None]:
         raise SourceUnavailable(f"{where}: {type(exc).__name__}: {exc}") from exc
 
 
+def _by_size(uids: list[int], sizes: dict[int, int], limit: int) -> Iterator[list[int]]:
+    """``uids`` in groups whose sizes add up to at most ``limit`` (a larger one alone)."""
+    group: list[int] = []
+    total = 0
+    for uid in uids:
+        size = sizes.get(uid, 0)
+        if group and total + size > limit:
+            yield group
+            group, total = [], 0
+        group.append(uid)
+        total += size
+    if group:
+        yield group
+
+
 def _xoauth2(username: str, token: str) -> Callable[[bytes], bytes]:
     """The SASL XOAUTH2 answer; a second challenge is the server's error: answer it empty."""
     asked = 0
@@ -322,6 +383,16 @@ def _xoauth2(username: str, token: str) -> Callable[[bytes], bytes]:
         return f"user={username}\x01auth=Bearer {token}\x01\x01".encode() if asked == 1 else b""
 
     return answer
+
+
+def _server_said_no(error: BaseException) -> bool:
+    """A NO from the server (the credential was refused), not imaplib's own complaint
+    about the exchange ("command: LOGIN => ..." for BAD, an over-long line ...)."""
+    text = str(error)
+    if response_code(error) in ("AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED"):
+        return True
+    return not (text.startswith("command:") or "got more than" in text
+                or text.startswith("unexpected"))
 
 
 def _text(error: BaseException) -> str:

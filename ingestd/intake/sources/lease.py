@@ -12,6 +12,7 @@ lease commits nothing. Times come from the database's clock on PostgreSQL
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ S = MAILBOX_STATES.c
 
 
 def poller_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    # The random part: two containers with one host name, each running us as PID 1,
+    # must never both believe they hold a lease.
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 _NEW_ROW = {
@@ -87,9 +90,10 @@ class MailboxLease:
         values: dict[str, object] = {"held_until": self._until(now)}
         if imported:
             values["imported"] = S.imported + imported
+        # Still ours even if it ran out: a takeover changes held_by, which is the guard.
         renewed = conn.execute(
             sa.update(MAILBOX_STATES)
-            .where(S.mailbox == self.mailbox, S.held_by == self.identity, S.held_until >= now)
+            .where(S.mailbox == self.mailbox, S.held_by == self.identity)
             .values(**values))
         if renewed.rowcount != 1:
             raise LeaseLost(f"mailbox {self.mailbox}: another poller took the lease over")

@@ -35,6 +35,7 @@ from ingestd.errors import (
     CursorLost,
     IngestdError,
     LeaseLost,
+    SourceRefused,
     first_line,
 )
 from ingestd.intake.source import NewMessage, commit_messages
@@ -136,6 +137,7 @@ class Poller:
             return None
         if isinstance(exc, LeaseLost):
             report.status, report.error = "held", str(exc)
+            log.warning("mailbox.lease_lost", mailbox=self.mailbox.name, error=str(exc))
             return None
         if isinstance(exc, CredentialsRejected):
             return Outcome("needs_reauth", first_line(exc))
@@ -168,11 +170,18 @@ class Poller:
 
     def _poll_all(self, lease: MailboxLease, report: PollReport) -> None:
         connection = self.source.connect()
+        refused: list[str] = []
         try:
             for folder in connection.folders():
                 if self.stop.is_set():
                     raise PollStopped()
-                self._poll_folder(connection, folder, lease, report)
+                try:
+                    self._poll_folder(connection, folder, lease, report)
+                except SourceRefused as exc:
+                    # One folder's trouble (it does not exist) must not stop the others.
+                    refused.append(first_line(exc))
+            if refused:
+                raise SourceRefused("; ".join(refused))
         finally:
             if self.stop.is_set():
                 self.source.abort()
@@ -193,7 +202,8 @@ class Poller:
                 return
             since = datetime.combine(since_date, time(), UTC)
             listing = connection.list_since(folder, since)
-            report.backfilled.append(folder)
+            if folder not in report.backfilled:
+                report.backfilled.append(folder)
             log.info("mailbox.backfill", mailbox=name, folder=folder, since=since.isoformat(),
                      listed=len(listing.items))
         else:
@@ -201,15 +211,23 @@ class Poller:
             try:
                 listing = connection.list_new(folder, stored.cursor)
             except CursorLost as exc:
-                floor = max(now - timedelta(days=self.mailbox.resync_lookback_days), since)
+                # Back to the lookback, or further to the last poll that saw the cursor
+                # valid (a mailbox out of service longer than the lookback loses nothing),
+                # never before the first connection or import_since.
+                lookback = now - timedelta(days=self.mailbox.resync_lookback_days)
+                seen = stored.checked_at or lookback
+                floor = max(min(lookback, seen), since)
                 log.warning("mailbox.cursor_lost", mailbox=name, folder=folder,
                             error=first_line(exc), relisting_since=floor.isoformat())
                 listing = connection.list_since(folder, floor)
-                report.resynced.append(folder)
+                if folder not in report.resynced:
+                    report.resynced.append(folder)
         self._store(connection, folder, listing, since, lease, report)
 
     def _store(self, connection: PullConnection, folder: str, listing: Listing,
                since: datetime, lease: MailboxLease, report: PollReport) -> None:
+        # A long listing must not let the lease run out before the first commit.
+        lease.renew()
         items = list(listing.items)
         if not items:
             self._commit([], lease, folder, FolderCheckpoint(listing.cursor_after, since))

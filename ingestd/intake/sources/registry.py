@@ -12,10 +12,16 @@ def source_for(mailbox: Mailbox) -> PullSource:
         from ingestd.intake.sources.imap import ImapSource
 
         return ImapSource(mailbox.imap)
+    if mailbox.source == "gmail" and mailbox.gmail is not None:
+        from ingestd.intake.sources.gmail import GmailSource
+
+        return GmailSource(mailbox.gmail)
     raise ValueError(f"mailbox {mailbox.name}: source {mailbox.source} cannot be pulled")
 
 
 def batch_size(mailbox: Mailbox) -> int:
     if mailbox.imap is not None:
         return mailbox.imap.fetch_batch
+    if mailbox.gmail is not None:
+        return mailbox.gmail.fetch_batch
     return 25

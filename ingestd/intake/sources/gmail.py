@@ -1,0 +1,279 @@
+"""The Gmail source: the Gmail API through google-api-python-client, read-only.
+
+The cursor of each label is a Gmail historyId: the first connection takes the
+profile's, ``users.history.list`` (messageAdded, that label) lists what came
+after it, pages followed, and the last page's historyId is the new cursor,
+stored only once every message it covers is. An expired historyId (404) is
+the framework's cursor loss: mail of the lookback window is listed again with
+``messages.list`` (Gmail ids never change, so what is stored is skipped by id).
+
+Every call runs with the client's own retries off (``num_retries=0``): one
+policy, ours (``retry.py``), decides, and it honours Retry-After, which the
+client's does not. One client is built per poll (httplib2 is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ingestd.config.pulls import GmailSettings
+from ingestd.errors import CredentialsRejected, CursorLost, SourceRefused, SourceUnavailable
+from ingestd.intake.sources.identity import message_keys_of
+from ingestd.intake.sources.pull import Cursor, Fetched, Listed, Listing, MessageKeys
+
+if TYPE_CHECKING:
+    import httplib2
+
+SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
+# Google documents either status for its rate limits.
+_RATE_LIMITED = {"rateLimitExceeded", "userRateLimitExceeded", "backendError"}
+_PAGE = 500
+_SKIPPED_LABELS = {"DRAFT"}
+
+
+class GmailSource:
+    kind = "gmail"
+
+    def __init__(self, settings: GmailSettings) -> None:
+        self.settings = settings
+        self._http: httplib2.Http | None = None
+
+    @property
+    def where(self) -> str:
+        return f"Gmail API {self.settings.api_endpoint or 'gmail.googleapis.com'}"
+
+    def connect(self) -> GmailConnection:
+        # Imported here: the client and its discovery documents load only for Gmail mailboxes.
+        import google_auth_httplib2
+        import httplib2
+        from googleapiclient.discovery import build
+
+        credentials = self._credentials()
+        raw_http = httplib2.Http(timeout=self.settings.timeout_seconds)
+        self._http = raw_http
+        authorized = google_auth_httplib2.AuthorizedHttp(credentials, http=raw_http)
+        options = ({"api_endpoint": self.settings.api_endpoint}
+                   if self.settings.api_endpoint else None)
+        service = build("gmail", "v1", http=authorized, client_options=options,
+                        static_discovery=True, cache_discovery=False)
+        connection = GmailConnection(service, self.settings, self.where)
+        # Authenticates (and refreshes) now: a refused grant is needs_reauth, not a poll error.
+        connection.profile_history_id()
+        return connection
+
+    def abort(self) -> None:
+        http = self._http
+        if http is None:
+            return
+        for connection in list(getattr(http, "connections", {}).values()):
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _credentials(self) -> Any:
+        s = self.settings
+        try:
+            if s.service_account:
+                from google.oauth2 import service_account
+
+                info = _json_file(s.credentials_file, "credentials_file")
+                creds = service_account.Credentials.from_service_account_info(
+                    info, scopes=[SCOPE], subject=s.subject)
+            else:
+                from google.oauth2.credentials import Credentials
+
+                assert s.token_file is not None
+                info = _json_file(s.token_file, "token_file")
+                creds = Credentials.from_authorized_user_info(info, scopes=[SCOPE])
+                # from_authorized_user_info always puts Google's token URI back.
+                stored_uri = info.get("token_uri") if isinstance(info, dict) else None
+                if s.token_uri is None and stored_uri:
+                    creds = creds.with_token_uri(stored_uri)
+        except (ValueError, KeyError) as exc:
+            raise CredentialsRejected(f"{self.where}: unusable credentials: {exc}") from exc
+        if s.token_uri is not None:
+            creds = creds.with_token_uri(s.token_uri)
+        return creds
+
+
+class GmailConnection:
+    def __init__(self, service: Any, settings: GmailSettings, where: str) -> None:
+        self._users = service.users()
+        self._settings = settings
+        self._where = where
+
+    def folders(self) -> Sequence[str]:
+        return self._settings.labels
+
+    def profile_history_id(self) -> str:
+        profile = self._call("users.getProfile", self._users.getProfile(userId="me"))
+        return str(profile["historyId"])
+
+    def baseline(self, folder: str) -> Cursor:
+        return {"history_id": self.profile_history_id()}
+
+    def list_new(self, folder: str, cursor: Cursor) -> Listing:
+        ids: dict[str, None] = {}
+        request = self._users.history().list(
+            userId="me", startHistoryId=str(cursor["history_id"]),
+            historyTypes=["messageAdded"], labelId=folder, maxResults=_PAGE)
+        last_history_id = str(cursor["history_id"])
+        while request is not None:
+            page = self._call("users.history.list", request, cursor_call=True)
+            for record in page.get("history", ()):
+                for added in record.get("messagesAdded", ()):
+                    message = added.get("message", {})
+                    labels = set(message.get("labelIds", ()))
+                    if "id" in message and not labels & _SKIPPED_LABELS:
+                        ids[str(message["id"])] = None
+            last_history_id = str(page.get("historyId", last_history_id))
+            request = self._users.history().list_next(request, page)
+        # Gmail cannot resume inside a history listing: only the whole moves the cursor.
+        return Listing([Listed(i) for i in ids], {"history_id": last_history_id})
+
+    def list_since(self, folder: str, since: datetime) -> Listing:
+        # The cursor comes first: whatever arrives while we list is in the next history.
+        after = {"history_id": self.profile_history_id()}
+        ids: list[str] = []
+        request = self._users.messages().list(
+            userId="me", labelIds=[folder], q=f"after:{int(since.timestamp())}",
+            maxResults=_PAGE)
+        while request is not None:
+            page = self._call("users.messages.list", request)
+            ids.extend(str(m["id"]) for m in page.get("messages", ()) if "id" in m)
+            request = self._users.messages().list_next(request, page)
+        # Newest first from Gmail; oldest first for us, as a mailbox is read.
+        unique = list(dict.fromkeys(reversed(ids)))
+        return Listing([Listed(i) for i in unique], after)
+
+    def message_keys(self, folder: str, provider_ids: Sequence[str]) -> dict[str, MessageKeys]:
+        keys: dict[str, MessageKeys] = {}
+        for pid in provider_ids:
+            message = self._get(pid, format="metadata",
+                                metadataHeaders=["Message-ID", "From", "Sender", "Reply-To"])
+            if message is None:
+                continue
+            headers = message.get("payload", {}).get("headers", ())
+            block = "".join(f"{h.get('name')}: {h.get('value')}\r\n" for h in headers)
+            keys[pid] = message_keys_of(block.encode("utf-8", "replace"))
+        return keys
+
+    def fetch(self, folder: str, provider_ids: Sequence[str], max_bytes: int
+              ) -> Iterator[Fetched]:
+        for pid in provider_ids:
+            message = self._get(pid, format="raw")
+            if message is None:  # deleted between the listing and now: gone at the source
+                continue
+            size = int(message.get("sizeEstimate") or 0)
+            if size > max_bytes:
+                yield Fetched(pid, b"", too_large=size)
+                continue
+            raw = _raw_bytes(message.get("raw", ""))
+            if len(raw) > max_bytes:
+                yield Fetched(pid, b"", too_large=len(raw))
+                continue
+            yield Fetched(pid, raw)
+
+    def close(self) -> None:
+        pass
+
+    def _get(self, provider_id: str, **params: Any) -> dict[str, Any] | None:
+        request = self._users.messages().get(userId="me", id=provider_id, **params)
+        try:
+            return self._call("users.messages.get", request, missing_ok=True)
+        except _Missing:
+            return None
+
+    def _call(self, what: str, request: Any, *, cursor_call: bool = False,
+              missing_ok: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = translated_call(
+            self._where, what, lambda: request.execute(num_retries=0),
+            cursor_call=cursor_call, missing_ok=missing_ok)
+        return result
+
+
+class _Missing(Exception):
+    """A 404 for a message: deleted since it was listed."""
+
+
+def translated_call(where: str, what: str, run: Callable[[], Any], *, cursor_call: bool,
+                    missing_ok: bool) -> Any:
+    """Run one API call; Google's and the network's errors become ours."""
+    from google.auth import exceptions as auth_errors
+    from googleapiclient.errors import HttpError
+
+    try:
+        return run()
+    except HttpError as exc:
+        status = int(exc.resp.status)
+        reason = _reason(exc)
+        text = f"{where}: {what}: HTTP {status} {reason or ''}".rstrip()
+        retry_after = _seconds(exc.resp.get("retry-after"))
+        if status == 404 and cursor_call:
+            raise CursorLost(f"{what}: the stored historyId is no longer valid") from exc
+        if status == 404 and missing_ok:
+            raise _Missing() from exc
+        if status == 429 or status >= 500 or (status == 403 and reason in _RATE_LIMITED):
+            raise SourceUnavailable(text, retry_after=retry_after) from exc
+        if status in (401, 403):
+            raise CredentialsRejected(text) from exc
+        raise SourceRefused(text) from exc
+    except auth_errors.RefreshError as exc:
+        if getattr(exc, "retryable", False):
+            raise SourceUnavailable(f"{where}: token refresh failed for now: {exc}") from exc
+        raise CredentialsRejected(f"{where}: the grant was refused: {_short(exc)}") from exc
+    except auth_errors.TransportError as exc:
+        raise SourceUnavailable(f"{where}: {what}: {exc}") from exc
+    except (OSError, TimeoutError) as exc:
+        raise SourceUnavailable(f"{where}: {what}: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        # httplib2's own errors (ServerNotFoundError, RedirectLimit ...) have no common base
+        # but HttpLib2Error; anything else from the client is a failure of this call.
+        if type(exc).__module__.startswith("httplib2"):
+            raise SourceUnavailable(f"{where}: {what}: {exc}") from exc
+        raise
+
+
+def _reason(exc: Any) -> str | None:
+    try:
+        body = json.loads(exc.content)
+        errors = body.get("error", {}).get("errors") or []
+        if errors:
+            return str(errors[0].get("reason"))
+        return str(body.get("error", {}).get("status")) or None
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _seconds(value: object) -> float | None:
+    try:
+        return max(0.0, float(str(value))) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _short(exc: BaseException) -> str:
+    # RefreshError's text is ('invalid_grant: Token has been expired or revoked.', {...}).
+    args = getattr(exc, "args", ())
+    return str(args[0] if args else exc)[:300]
+
+
+def _raw_bytes(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _json_file(path: Any, key: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise CredentialsRejected(f"{key} {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise CredentialsRejected(f"{key} {path}: not JSON ({exc})") from exc
