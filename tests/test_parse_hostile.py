@@ -232,3 +232,27 @@ def test_a_field_of_a_million_parameters_is_cut_not_read_a_dozen_times(fields: b
         assert parsed.text.split() == ["first", "inner"]  # its boundary still read
     if b"name=" in fields:
         assert [a.filename for a in parsed.attachments] == ["a.pdf"]
+
+
+def test_cr_only_mail_over_the_header_limit_is_read_not_refused() -> None:
+    """Bare-CR line ends (old Mac mailers, some gateways): its blank line is "\\r\\r".
+
+    Not seen as one, the whole message counted as header and a long one was
+    quarantined as over the header limit.
+    """
+    body = b"".join(b"line %d of an old Mac mail body\r" % n for n in range(9000))
+    raw = (b"From: Old Mac <mac@example.com>\rSubject: Bare CR\r"
+           b"Message-ID: <cr@example.com>\r\r" + body)
+    assert len(raw) > ProcessingLimits().max_header_bytes
+    parsed = _parse(raw)
+    assert (parsed.subject, parsed.from_address) == ("Bare CR", "mac@example.com")
+    assert parsed.text.startswith("line 0 of an old Mac mail body\nline 1 of")
+    assert parsed.text.rstrip().endswith("line 8999 of an old Mac mail body")
+
+
+def test_a_header_block_over_the_limit_is_still_refused_with_any_line_end() -> None:
+    for end in (b"\r", b"\n", b"\r\n"):
+        fields = b"X-Filler: " + b"a" * 70 + end
+        raw = HEAD.replace(b"\r\n", end) + fields * 4000 + end + b"body" + end
+        with pytest.raises(LimitExceeded, match="header-bytes"):
+            _parse(raw)
