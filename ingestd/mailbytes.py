@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import re
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# A line end (CRLF, LF or a lone CR, as the stdlib's parser splits lines)
+# followed by an empty line. Bare-CR mail (old Mac mailers, some gateways)
+# has only "\r\r"; a CR before LF belongs to that LF, never ends a line itself.
+# Written as plain alternatives on the first byte: the engine then skips
+# through text bytes as fast as with the old ``\r?\n\r?\n``, or faster.
+_HEADER_END = re.compile(rb"\n[\r\n]|\r(?:\n[\r\n]|\r)")
 # Read at most this much of the header block for the log fields.
 _MAX_HEADER_BYTES = 256 * 1024
 

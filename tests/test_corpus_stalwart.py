@@ -50,6 +50,10 @@ from tests.corpus_expectations import (
 #     malformed/020, 021: two Content-Type fields in one part; stalwart takes the last
 #       (text/plain) and shows the whole alternative, delimiters and HTML source
 #       included, as text; we take the first (as the stdlib) and show the HTML part.
+#       Kept on purpose (checked 2026-12-04): the mainstream readers take the first
+#       too: Thunderbird's libmime (MimeHeaders_get without all_p stops at the first
+#       field), MimeKit (MimeParser keeps the first Content-Type it reads), Go
+#       (textproto.MIMEHeader.Get) and Python's email package.
 #     thirdparty/002: base64 "...Cg== ignored": stalwart decodes past the padding ("\t"
 #       and U+FFFD), the stdlib stops there; "?garbage" is decoded leniently (part_text)
 #       where stalwart keeps it raw; plus convention flagged part.

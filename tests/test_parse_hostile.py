@@ -232,3 +232,69 @@ def test_a_field_of_a_million_parameters_is_cut_not_read_a_dozen_times(fields: b
         assert parsed.text.split() == ["first", "inner"]  # its boundary still read
     if b"name=" in fields:
         assert [a.filename for a in parsed.attachments] == ["a.pdf"]
+
+
+def test_cr_only_mail_over_the_header_limit_is_read_not_refused() -> None:
+    """Bare-CR line ends (old Mac mailers, some gateways): its blank line is "\\r\\r".
+
+    Not seen as one, the whole message counted as header and a long one was
+    quarantined as over the header limit.
+    """
+    body = b"".join(b"line %d of an old Mac mail body\r" % n for n in range(9000))
+    raw = (b"From: Old Mac <mac@example.com>\rSubject: Bare CR\r"
+           b"Message-ID: <cr@example.com>\r\r" + body)
+    assert len(raw) > ProcessingLimits().max_header_bytes
+    parsed = _parse(raw)
+    assert (parsed.subject, parsed.from_address) == ("Bare CR", "mac@example.com")
+    assert parsed.text.startswith("line 0 of an old Mac mail body\nline 1 of")
+    assert parsed.text.rstrip().endswith("line 8999 of an old Mac mail body")
+
+
+def test_a_header_block_over_the_limit_is_still_refused_with_any_line_end() -> None:
+    for end in (b"\r", b"\n", b"\r\n"):
+        fields = b"X-Filler: " + b"a" * 70 + end
+        raw = HEAD.replace(b"\r\n", end) + fields * 4000 + end + b"body" + end
+        with pytest.raises(LimitExceeded, match="header-bytes"):
+            _parse(raw)
+
+
+@pytest.mark.parametrize("entries", [
+    b";" * 200_000,
+    b"a@b.example;" * 16_000,
+    b"a@b.example, " * 15_000,
+    b"g: " + b"a@b.example," * 16_000 + b";",
+], ids=["semicolons", "addresses-and-semicolons", "commas", "group"])
+def test_address_fields_of_a_huge_number_of_entries_are_read_fast(entries: bytes) -> None:
+    """mail-parser spends 10-25 us an entry: 200 KB of ';' in To, Cc and Reply-To took 6 s."""
+    raw = (b"From: x@y.example\r\nTo: " + entries + b"\r\nCc: " + entries
+           + b"\r\nReply-To: " + entries + b"\r\nSubject: s\r\n\r\nbody\r\n")
+    started = time.perf_counter()
+    parsed = parse_message(raw, ProcessingLimits(max_header_bytes=1024 * 1024))
+    seconds = time.perf_counter() - started
+    assert seconds < 1.5, f"{seconds:.1f} s"
+    assert (parsed.from_address, parsed.text.strip()) == ("x@y.example", "body")
+    for field in ("To", "Cc", "Reply-To"):
+        assert f"{field} field cut to its first 1000 entries" in parsed.defects
+    if b"a@b.example," in entries:
+        # The entries kept read as before: a thousand addresses.
+        assert parsed.to == parsed.cc == ("a@b.example",) * 1000
+
+
+def test_address_fields_under_a_thousand_entries_read_as_before() -> None:
+    """999 entries: nothing cut, no defect; every field of a name is cut, not only the first."""
+    from email.parser import BytesParser
+    from email.policy import compat32
+
+    from ingestd.pipeline.stages.parse.addresslists import bound_address_fields
+
+    names = b", ".join(b'"Doe %d" <d%d@x.example>' % (n, n) for n in range(999))
+    parsed = _parse(HEAD + b"To: " + names + b"\r\n\r\nbody\r\n")
+    assert len(parsed.to) == 999 and parsed.to[998] == "d998@x.example"
+    assert not any("cut to" in d for d in parsed.defects)
+    tree = BytesParser(policy=compat32).parsebytes(
+        b"To: a@x.example\r\nCc: " + b"c@x.example," * 1500 + b"\r\nCc: " + names
+        + b", e@x.example, f@x.example\r\n\r\n")
+    assert bound_address_fields(tree) == ["Cc field cut to its first 1000 entries"] * 2
+    first, second = tree.get_all("Cc")
+    assert (first, tree["To"]) == ("c@x.example," * 1000, "a@x.example")
+    assert second == names.decode() + ", e@x.example,"

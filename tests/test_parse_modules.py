@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from email.parser import BytesParser
+from email.policy import compat32
+
+import pytest
 
 from tests.conftest import REPO
 
@@ -38,3 +42,34 @@ def test_public_names_of_the_parse_stage() -> None:
         assert callable(getattr(stage, name))
     assert stage.safe_filename("../../etc/passwd") == "passwd"
     assert stage.clean_text("a\x00b") == "ab"
+
+
+@pytest.mark.parametrize("raw", [
+    b"Subject: x\rFrom: a@b\r\rbody\rmore",  # old Mac mail: CR only
+    b"Subject: x\r\nFrom: a@b\r\n\r\nbody",
+    b"Subject: x\nFrom: a@b\n\nbody",
+    b"Subject: x\nFrom: a@b\r\n\nbody",  # mixed line ends, as relays leave them
+    b"Subject: x\r\nFrom: a@b\n\r\nbody",
+    b"Subject: x\r\nFrom: a@b\r\n\rbody",
+    b"Subject: x\nFrom: a@b\n\rbody",
+    b"Subject: x\r\nFrom: a@b\r\r\nbody",  # CR CR LF: a CR line, then an empty CRLF line
+], ids=["cr", "crlf", "lf", "crlf-after-lf", "lf-then-crlf", "crlf-then-cr", "lf-then-cr",
+        "cr-cr-lf"])
+def test_the_header_block_ends_where_the_stdlib_parser_ends_it(raw: bytes) -> None:
+    """Any line end followed by an empty line ends it (CRLF, LF or a lone CR, in any mix)."""
+    from ingestd import mailbytes
+
+    fields = raw[:raw.index(b"a@b") + 3]
+    assert mailbytes.header_length(raw, 1024) == len(fields)
+    assert mailbytes.header_block(raw) == fields
+    parsed = BytesParser(policy=compat32).parsebytes(raw)
+    assert (parsed["From"], str(parsed.get_payload()).startswith("body")) == ("a@b", True)
+
+
+def test_a_crlf_line_end_alone_does_not_end_the_header_block() -> None:
+    """The CR of a CRLF is no line end of its own: CRLF then a field is no blank line."""
+    from ingestd import mailbytes
+
+    raw = b"Subject: x\r\nFrom: a@b\r\nTo: c@d\r\n\r\nbody"
+    assert mailbytes.header_block(raw) == b"Subject: x\r\nFrom: a@b\r\nTo: c@d"
+    assert mailbytes.header_length(b"X: 1\r\n" * 400, 1024) == 1025

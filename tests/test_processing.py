@@ -189,6 +189,26 @@ def test_limits_quarantine(env: Any, fixture: str, which: str) -> None:
     assert len(bytes(row.raw)) == row.size
 
 
+def test_cr_only_mail_longer_than_the_header_limit_is_processed(env: Any) -> None:
+    """Bare-CR line ends: its "\r\r" blank line ends the header, not the header limit.
+
+    Files (``ingest``, mbox and Maildir imports) carry such mail; SMTP refuses
+    bare CR at DATA (RFC 5321 2.3.8), so only the file path can deliver it.
+    """
+    if env.via == "smtp":
+        pytest.skip("SMTP refuses bare CR line ends before the message is stored")
+    body = b"".join(b"old Mac line %d\r" % n for n in range(400))
+    raw = (b"From: Alice Smith <alice@acme.example>\rSubject: Bare CR mail\r"
+           b"Message-ID: <bare-cr@acme.example>\r\r" + body)
+    assert len(raw) > 4096  # the header limit of this environment
+    row = env.deliver("bare-cr", raw=raw)
+    assert row.status == "processed"
+    action = env.ticket(row.ticket_id)["actions"][0]
+    assert action["subject"] == "Bare CR mail"
+    assert action["body_text"].startswith("old Mac line 0\nold Mac line 1\n")
+    assert "old Mac line 399" in action["body_text"]
+
+
 def test_hostile_attachment_names_are_sanitised(env: Any) -> None:
     """Path parts, RFC 2231 paths and bidi overrides never survive in a filename."""
     row = env.deliver("hostile-attachment-names.eml")

@@ -16,12 +16,13 @@ Only a message whose stdlib tree shows a boundary fault comes here
 (``limits.read_tree``). Leaves are parsed by the stdlib and trimmed as it
 trims them, so a sound message gives the stdlib's tree. One pass over the
 lines that start with ``--``; the part and depth limits hold as it goes.
+The parts it keeps open, the defects it records and the stdlib's finishing
+of each message it makes are in ``multipartparts``.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from email import errors
 from email.message import Message
 from email.parser import BytesParser
@@ -31,52 +32,31 @@ from ingestd.errors import LimitExceeded
 from ingestd.mailtext import POLICY
 from ingestd.pipeline.stages.parse.headerblock import (
     before_line_break,
-    boundary_bytes,
     boundary_in_use,
     delimiter_at,
     header_block,
 )
+from ingestd.pipeline.stages.parse.multipartparts import (
+    ENCLOSED,
+    EPILOGUE,
+    LEAF,
+    MULTIPART,
+    PARTS,
+    PREAMBLE,
+    BoundaryGuessedDefect,
+    CloseDelimiterInTextDefect,
+    MultipartReadInnermostFirstDefect,
+    OpeningDelimiterMissingDefect,
+    OpenPart,
+    ParameterOnItsOwnLineDefect,
+    declared_boundary,
+    drop_last_line_break,
+    keep_span,
+    part_kind,
+    payload_text,
+)
 
 _MIME_FIELD = re.compile(rb"^content-", re.IGNORECASE | re.MULTILINE)
-_LAST_LINE_BREAK = re.compile(r"(\r\n|\r|\n)\Z")
-_LEAF, _MULTIPART, _ENCLOSED = range(3)
-_PREAMBLE, _PARTS, _EPILOGUE = range(3)
-
-
-class MultipartReadInnermostFirstDefect(errors.MessageDefect):
-    """The stdlib's tree had a boundary fault; the multiparts were re-read innermost first."""
-
-
-class OpeningDelimiterMissingDefect(errors.MessageDefect):
-    """Only a close delimiter, after MIME header fields: the text before it was read as one part."""
-
-
-class BoundaryGuessedDefect(errors.MessageDefect):
-    """The declared boundary never came; the one the body's delimiter lines use was taken."""
-
-
-class ParameterOnItsOwnLineDefect(errors.MessageDefect):
-    """A parameter line without leading white space was read as part of the field before it."""
-
-
-class CloseDelimiterInTextDefect(errors.MessageDefect):
-    """The close delimiter was found at the end of the last text line, not on a line of its own."""
-
-
-@dataclass(eq=False)
-class _Open:
-    """A part being read: header block at ``start``, body at ``body``."""
-
-    kind: int
-    start: int
-    body: int
-    message: Message
-    boundary: bytes = b""
-    state: int = _PREAMBLE
-    mark: int = 0  # where the preamble or the epilogue began
-    guessed: bool = False  # its boundary was guessed from its lines (only tried once)
-    broken_end: int = -1  # a close delimiter came before any other: where the text ends
-    children: list[Message] = field(default_factory=list)
 
 
 def reread(raw: bytes, limits: ProcessingLimits, message_class: type[Message]) -> Message:
@@ -89,7 +69,7 @@ class _Reader:
         self.raw = raw
         self.limits = limits
         self.parser = BytesParser(_class=message_class, policy=POLICY)
-        self.stack: list[_Open] = []
+        self.stack: list[OpenPart] = []
         self.parts = 0
         self.root: Message | None = None
 
@@ -105,22 +85,22 @@ class _Reader:
             line, level, close, after = found
             self.finish_above(level, line, own=True)
             frame = self.stack[level]
-            if frame.state == _PREAMBLE and line > frame.mark and not close:
-                frame.message.preamble = _text(
+            if frame.state == PREAMBLE and line > frame.mark and not close:
+                frame.message.preamble = payload_text(
                     self.raw[frame.mark:before_line_break(self.raw, line)])
-            if close and frame.state == _PREAMBLE:
+            if close and frame.state == PREAMBLE:
                 if self.starts_with_part(frame, line):
                     # The opening delimiter is missing: the text before the close is a part.
-                    frame.state = _PARTS
+                    frame.state = PARTS
                     frame.message.defects.append(OpeningDelimiterMissingDefect())
                     position = self.open(frame.body)
                     continue
                 # As the stdlib: no part, the multipart's body is the text before the close.
                 frame.broken_end = line
             if close:
-                frame.state, frame.mark, position = _EPILOGUE, after, after
+                frame.state, frame.mark, position = EPILOGUE, after, after
                 continue
-            frame.state = _PARTS
+            frame.state = PARTS
             # Delimiter lines in a row open one part, not empty ones (as the stdlib).
             while (again := self.match(after)) is not None and again[:2] == (level, False):
                 after = again[2]
@@ -145,10 +125,10 @@ class _Reader:
             body = block.body
             if self.stack and self.stack[-1].message.get_content_type() == "multipart/digest":
                 message.set_default_type("message/rfc822")
-            boundary = _boundary_bytes(message)
-            kind = _kind(message)
-            self.stack.append(_Open(kind, start, body, message, boundary, mark=body))
-            if kind != _ENCLOSED:
+            boundary = declared_boundary(message)
+            kind = part_kind(message)
+            self.stack.append(OpenPart(kind, start, body, message, boundary, mark=body))
+            if kind != ENCLOSED:
                 return body
             start = body  # the enclosed message's own header block
 
@@ -167,7 +147,7 @@ class _Reader:
         """(stack level, whether it closes, start of the next line) of a delimiter at ``line``."""
         for level in range(len(self.stack) - 1, -1, -1):
             frame = self.stack[level]
-            if frame.kind == _MULTIPART and frame.state != _EPILOGUE and frame.boundary \
+            if frame.kind == MULTIPART and frame.state != EPILOGUE and frame.boundary \
                     and self.raw.startswith(frame.boundary, line + 2):
                 found = delimiter_at(self.raw, line, frame.boundary)
                 if found is not None:
@@ -185,47 +165,47 @@ class _Reader:
         while len(self.stack) > level + 1:
             part = self.stack.pop()
             parent = self.stack[-1] if self.stack else None
-            in_multipart = any(p.kind == _MULTIPART for p in self.stack)
+            in_multipart = any(p.kind == MULTIPART for p in self.stack)
             end = max(part.body, line)
-            if part.kind != _LEAF:
+            if part.kind != LEAF:
                 epilogue_end = max(part.body, trimmed) if in_multipart else end
                 message = self.finish_container(part, end, epilogue_end, in_multipart)
-                if part.kind == _ENCLOSED:
-                    _keep_span(message, part.body, epilogue_end)
-            elif parent is not None and parent.state == _PARTS \
+                if part.kind == ENCLOSED:
+                    keep_span(message, part.body, epilogue_end)
+            elif parent is not None and parent.state == PARTS \
                     and not (own and len(self.stack) == level + 1) \
                     and (glued := self.close_in_text(parent, part, trimmed)) is not None:
                 message = self.parser.parsebytes(raw[part.start:glued])
-                _keep_span(message, part.body, glued)
+                keep_span(message, part.body, glued)
             else:
                 message = self.parser.parsebytes(raw[part.start:end])
                 if in_multipart:
-                    _drop_last_line_break(message)
-                _keep_span(message, part.body, before_line_break(raw, end) if in_multipart
+                    drop_last_line_break(message)
+                keep_span(message, part.body, before_line_break(raw, end) if in_multipart
                            else end)
             if parent is None:
                 self.root = message
             else:
                 parent.children.append(message)
 
-    def finish_container(self, part: _Open, line: int, end: int, in_multipart: bool) -> Message:
+    def finish_container(self, part: OpenPart, line: int, end: int, in_multipart: bool) -> Message:
         message = part.message
-        if part.kind == _MULTIPART and (part.state == _PREAMBLE or part.broken_end >= 0):
+        if part.kind == MULTIPART and (part.state == PREAMBLE or part.broken_end >= 0):
             # The boundary never came: the body stays text, as the stdlib leaves it.
             text_end = line if part.broken_end < 0 else part.broken_end
-            message.set_payload(_text(self.raw[part.body:text_end]))
-            if _boundary_bytes(message):
+            message.set_payload(payload_text(self.raw[part.body:text_end]))
+            if declared_boundary(message):
                 message.defects.append(errors.StartBoundaryNotFoundDefect())
                 message.epilogue = None if in_multipart else ""
             else:
                 message.defects.append(errors.NoBoundaryInMultipartDefect())
             return message
         message.set_payload(list(part.children))
-        if part.kind == _MULTIPART:
-            if part.state == _PARTS:
+        if part.kind == MULTIPART:
+            if part.state == PARTS:
                 message.defects.append(errors.CloseBoundaryNotFoundDefect())
             else:
-                epilogue = _text(self.raw[part.mark:max(part.mark, end)])
+                epilogue = payload_text(self.raw[part.mark:max(part.mark, end)])
                 message.epilogue = None if in_multipart and not epilogue else epilogue
         return message
 
@@ -235,8 +215,8 @@ class _Reader:
         Tried once per multipart; the body is then read again (``boundary_in_use``).
         """
         frame = self.stack[-1]
-        if len(self.stack) - 1 <= level or frame.kind != _MULTIPART \
-                or frame.state != _PREAMBLE or frame.guessed:
+        if len(self.stack) - 1 <= level or frame.kind != MULTIPART \
+                or frame.state != PREAMBLE or frame.guessed:
             return False
         frame.guessed = True
         boundary = boundary_in_use(self.raw, frame.body, line)
@@ -246,12 +226,12 @@ class _Reader:
         frame.message.defects.append(BoundaryGuessedDefect())
         return True
 
-    def starts_with_part(self, frame: _Open, close: int) -> bool:
+    def starts_with_part(self, frame: OpenPart, close: int) -> bool:
         """Whether the text before a lone close delimiter begins with MIME header fields."""
         fields = header_block(self.raw, frame.body, self.parser, self.ends_fields).fields
         return _MIME_FIELD.search(fields) is not None
 
-    def close_in_text(self, frame: _Open, part: _Open, end: int) -> int | None:
+    def close_in_text(self, frame: OpenPart, part: OpenPart, end: int) -> int | None:
         """Where the last part ends if its last line ends with the close delimiter."""
         raw, close = self.raw, b"--" + frame.boundary + b"--"
         text_end = end
@@ -261,46 +241,7 @@ class _Reader:
         if glued <= part.body or not raw.startswith(close, glued) \
                 or raw[glued - 1] in b"\r\n":
             return None
-        frame.state = _EPILOGUE
+        frame.state = EPILOGUE
         frame.mark = end
         frame.message.defects.append(CloseDelimiterInTextDefect())
         return glued
-
-
-def _keep_span(message: Message, start: int, end: int) -> None:
-    """An enclosed message's body as sent, for the byte-exact attachment (``rawparts``)."""
-    if message.get_content_maintype() == "message" and hasattr(message, "raw_span"):
-        message.raw_span = (start, max(start, end))
-
-
-def _kind(message: Message) -> int:
-    if message.get_content_maintype() == "multipart":
-        return _MULTIPART  # without a boundary too: its lines may show one
-    # As the stdlib: every message/* but delivery-status holds one message.
-    if message.get_content_maintype() == "message" \
-            and message.get_content_type() != "message/delivery-status":
-        return _ENCLOSED
-    return _LEAF
-
-
-def _boundary_bytes(message: Message) -> bytes:
-    boundary = message.get_boundary() if message.get_content_maintype() == "multipart" else None
-    return boundary_bytes(boundary) if boundary else b""
-
-
-def _drop_last_line_break(message: Message) -> None:
-    """What the stdlib does to the last message it made when a delimiter (or the end) follows."""
-    last = list(message.walk())[-1]
-    if last.get_content_maintype() == "multipart":
-        epilogue = last.epilogue
-        last.epilogue = _LAST_LINE_BREAK.sub("", epilogue) if epilogue else None
-        return
-    # The stored payload, not get_payload(): that decodes 8-bit text with the
-    # part's charset, and storing the result back would lose the raw bytes.
-    content = vars(last).get("_payload")
-    if isinstance(content, str):
-        last.set_payload(_LAST_LINE_BREAK.sub("", content, count=1))
-
-
-def _text(data: bytes) -> str:
-    return data.decode("ascii", "surrogateescape")  # as the stdlib stores payloads

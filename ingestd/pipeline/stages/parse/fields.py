@@ -23,6 +23,7 @@ import mailparser
 
 from ingestd.errors import LimitExceeded
 from ingestd.mailtext import clean_text, decode_words, header_text
+from ingestd.pipeline.stages.parse.addresslists import bound_address_fields
 from ingestd.pipeline.stages.parse.sender import (
     FALLBACK_HEADERS,
     address_pairs,
@@ -53,6 +54,7 @@ class HeaderFields:
 
 def header_fields(tree: Message) -> HeaderFields:
     """The header fields of ``tree``, with the parser's defects and our own findings."""
+    cut = bound_address_fields(tree)
     try:
         parsed: Any = mailparser.MailParser(tree)
     except RecursionError as exc:
@@ -60,6 +62,7 @@ def header_fields(tree: Message) -> HeaderFields:
     except Exception as exc:
         parsed = _StdlibFields(tree, f"mail-parser failed: {type(exc).__name__}")
     defects = [clean_text(str(d)) for d in parsed.defects_categories or ()]
+    defects.extend(cut)
     from_pairs = list(parsed.from_ or [])
     if len(from_pairs) > 1:
         defects.append("several From addresses; the first is used")
