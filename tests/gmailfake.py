@@ -356,7 +356,7 @@ class GmailFake:
 
     def _next_history_id(self, box: _Mailbox) -> int:
         # Gmail's ids grow with gaps; a client that assumes +1 steps must fail here too.
-        box.history_id += self._rng.randrange(1, 8)
+        box.history_id += self._rng.randrange(2, 9)
         return box.history_id
 
     def _handle(self, method: str, target: str, headers: dict[str, str],
