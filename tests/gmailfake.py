@@ -3,7 +3,8 @@
 The real client (google-api-python-client with google-auth) talks to it over real HTTP:
 ``build("gmail", "v1", client_options={"api_endpoint": fake.base_url}, ...)`` and credentials
 whose ``token_uri`` is ``fake.token_uri``. It keeps a small mailbox model per user (messages,
-labels, a history log with a gappy historyId) and lets tests break things on purpose: expired
+labels, a history log with a gappy historyId), serves batches sent to ``base_url + "batch"``,
+and lets tests break things on purpose: expired
 history, expired or revoked tokens, deleted messages and injected error answers. Every request is
 recorded, so a test can prove the pull never tried to change a mailbox (``writes()``).
 
@@ -26,9 +27,12 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from email.message import Message
+from email.parser import BytesParser, Parser
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -36,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 GMAIL_READONLY = "https://www.googleapis.com/auth/gmail.readonly"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_JSON = {"Content-Type": "application/json; charset=UTF-8"}
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _MAX_RESULTS = 500  # Gmail's cap for messages.list and history.list
 # Gmail reads after:/before: dates as midnight Pacific Standard Time (its search documentation).
@@ -275,7 +280,7 @@ class GmailFake:
         """Requests that would change a mailbox; an import-only client must never send one."""
         with self._lock:
             return [r for r in self.requests
-                    if r.method in _WRITE_METHODS and r.path != "/token"]
+                    if r.method in _WRITE_METHODS and r.path not in ("/token", "/batch")]
 
     def api_requests(self) -> list[Recorded]:
         """Requests to the Gmail API (not the token endpoint)."""
@@ -360,29 +365,71 @@ class GmailFake:
         return box.history_id
 
     def _handle(self, method: str, target: str, headers: dict[str, str],
-                body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
+                body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """Answers one HTTP request: status, body and headers (Content-Type included)."""
+        with self._lock:
+            if method == "POST" and urlsplit(target).path == "/batch":
+                return self._batch(target, headers, body)
+            status, answer, extra = self._dispatch(method, target, headers, body)
+        return status, json.dumps(answer).encode("utf-8"), {**_JSON, **extra}
+
+    def _dispatch(self, method: str, target: str, headers: dict[str, str],
+                  body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
         parts = urlsplit(target)
         path = unquote(parts.path)
         query = parse_qs(parts.query, keep_blank_values=True)
         extra: dict[str, str] = {}
-        with self._lock:
-            try:
-                self._inject_fault(method, path)
-                if path == "/token" and method == "POST":
-                    status, answer = 200, self._token(body)
-                elif method in _WRITE_METHODS:
-                    # A pull must never change a mailbox; fail loudly and leave a record.
-                    raise _Answer(500, google_error(500, "backendError",
-                                                    "GmailFake refuses writes"))
-                elif method == "GET" and (match := _USER_PATH.match(path)):
-                    user = self._authorize(headers, match["user"])
-                    status, answer = 200, self._api(user, match["rest"], query)
-                else:
-                    raise _Answer(404, NOT_FOUND)
-            except _Answer as a:
-                status, answer, extra = a.status, a.body, a.headers
-            self.requests.append(Recorded(method, path, query, headers, body, status))
+        try:
+            self._inject_fault(method, path)
+            if path == "/token" and method == "POST":
+                status, answer = 200, self._token(body)
+            elif method in _WRITE_METHODS:
+                # A pull must never change a mailbox; fail loudly and leave a record.
+                raise _Answer(500, google_error(500, "backendError", "GmailFake refuses writes"))
+            elif method == "GET" and (match := _USER_PATH.match(path)):
+                user = self._authorize(headers, match["user"])
+                status, answer = 200, self._api(user, match["rest"], query)
+            else:
+                raise _Answer(404, NOT_FOUND)
+        except _Answer as a:
+            status, answer, extra = a.status, a.body, a.headers
+        self.requests.append(Recorded(method, path, query, headers, body, status))
         return status, answer, extra
+
+    def _batch(self, target: str, headers: dict[str, str],
+               body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """A batch (multipart/mixed of application/http parts), each part served on its own.
+
+        The client builds it as googleapiclient.http.BatchHttpRequest does (connectors.md §1.3);
+        every part is recorded and can be faulted like a lone request, the outer POST too.
+        """
+        query = parse_qs(urlsplit(target).query, keep_blank_values=True)
+        try:
+            self._inject_fault("POST", "/batch")
+            envelope = BytesParser().parsebytes(
+                b"Content-Type: " + headers.get("content-type", "").encode("latin-1")
+                + b"\r\n\r\n" + body)
+            if not envelope.is_multipart():
+                raise _Answer(400, google_error(400, "badRequest", "Batch is not multipart"))
+            boundary = f"batch_{secrets.token_hex(12)}"
+            out: list[str] = []
+            for part in cast(list[Message], envelope.get_payload()):
+                content_id = str(part.get("Content-ID", ""))
+                inner = cast(str, part.get_payload())
+                status, answer, extra = self._dispatch(*_inner_request(inner))
+                lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+                         "Content-Type: application/json; charset=UTF-8",
+                         *(f"{k}: {v}" for k, v in extra.items()), "", json.dumps(answer)]
+                reply_id = content_id.replace("<", "<response-", 1)
+                out += [f"--{boundary}", "Content-Type: application/http",
+                        f"Content-ID: {reply_id}", "", *lines]
+            out += [f"--{boundary}--", ""]
+        except _Answer as a:
+            self.requests.append(Recorded("POST", "/batch", query, headers, body, a.status))
+            return a.status, json.dumps(a.body).encode("utf-8"), {**_JSON, **a.headers}
+        self.requests.append(Recorded("POST", "/batch", query, headers, body, 200))
+        return 200, "\r\n".join(out).encode("utf-8"), {
+            "Content-Type": f"multipart/mixed; boundary={boundary}"}
 
     def _inject_fault(self, method: str, path: str) -> None:
         for fault in self._faults:
@@ -536,6 +583,19 @@ class GmailFake:
         return answer
 
 
+def _inner_request(text: str) -> tuple[str, str, dict[str, str], bytes]:
+    """Method, target, headers and body of one serialized request inside a batch."""
+    request_line, _, rest = text.replace("\r\n", "\n").partition("\n")
+    try:
+        method, target, _version = request_line.split(" ", 2)
+    except ValueError:
+        raise _Answer(400, google_error(400, "badRequest", "Bad batch part")) from None
+    head, _, body = rest.partition("\n\n")
+    parsed = Parser().parsestr(head + "\n\n", headersonly=True)
+    headers = {k.lower(): str(v) for k, v in parsed.items()}
+    return method.upper(), target, headers, body.encode("utf-8")
+
+
 def _live(messages: Iterable[_Message]) -> list[_Message]:
     return [m for m in messages if not m.deleted]
 
@@ -647,10 +707,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, answer, extra = self.server.fake._handle(self.command, self.path, headers, body)
-        payload = json.dumps(answer).encode("utf-8")
+        status, payload, extra = self.server.fake._handle(self.command, self.path, headers,
+                                                           body)
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))
         for name, value in extra.items():
             self.send_header(name, value)

@@ -22,6 +22,7 @@ from google.oauth2 import service_account
 from google.oauth2.credentials import Credentials as UserCredentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
+from googleapiclient.http import BatchHttpRequest
 
 from tests.gmailfake import GMAIL_READONLY, GmailFake, rate_limit_error
 
@@ -290,3 +291,38 @@ def test_user_credentials_need_the_fakes_client_secret(gmail_fake: GmailFake,
     creds = UserCredentials.from_authorized_user_info(info).with_token_uri(gmail_fake.token_uri)
     with pytest.raises(RefreshError, match="invalid_client"):
         gmail(gmail_fake, creds).users().getProfile(userId="me").execute()
+
+
+def test_a_batch_serves_each_part_on_its_own(gmail_fake: GmailFake, alice: Any) -> None:
+    ids = [gmail_fake.deliver(ALICE, message(n, "Grüße\r\n".encode())) for n in range(4)]
+    gmail_fake.delete(ALICE, ids[3])
+    alice.users().getProfile(userId="me").execute()  # a token, which then expires
+    gmail_fake.expire_access_tokens()
+    gmail_fake.fail_next("GET", rf"/messages/{ids[1]}$", 429, headers={"Retry-After": "3"})
+    results: dict[str, tuple[Any, HttpError | None]] = {}
+
+    def collect(request_id: str, response: Any, error: HttpError | None) -> None:
+        results[request_id] = (response, error)
+
+    # new_batch_http_request() would go to Google whatever api_endpoint says (G2).
+    batch = BatchHttpRequest(callback=collect, batch_uri=gmail_fake.base_url + "batch")
+    for mid in ids:
+        batch.add(alice.users().messages().get(userId="me", id=mid, format="raw"),
+                  request_id=mid)
+    batch.execute()
+
+    for n in (0, 2):
+        response, error = results[ids[n]]
+        assert error is None
+        assert base64.urlsafe_b64decode(response["raw"]) == message(n, "Grüße\r\n".encode())
+    limited = results[ids[1]][1]
+    assert limited is not None and limited.resp.status == 429
+    assert limited.resp.get("retry-after") == "3"
+    gone = results[ids[3]][1]
+    assert gone is not None and gone.resp.status == 404
+    # The faulted part answers before auth; the others met the expired token, so the client
+    # refreshed once and resent just those three.
+    statuses = [r.status for r in gmail_fake.api_requests() if "/messages/" in r.path]
+    assert statuses == [401, 429, 401, 401, 200, 200, 404]
+    assert [r.path for r in gmail_fake.requests].count("/token") == 2
+    assert gmail_fake.writes() == []
