@@ -266,3 +266,4 @@ def gmail_fake() -> Iterator[Any]:
         yield fake
     finally:
         fake.close()
+    assert fake.errors == [], "the Gmail fake itself failed"

@@ -4,9 +4,9 @@ The real client (google-api-python-client with google-auth) talks to it over rea
 ``build("gmail", "v1", client_options={"api_endpoint": fake.base_url}, ...)`` and credentials
 whose ``token_uri`` is ``fake.token_uri``. It keeps a small mailbox model per user (messages,
 labels, a history log with a gappy historyId), serves batches sent to ``base_url + "batch"``,
-and lets tests break things on purpose: expired
-history, expired or revoked tokens, deleted messages and injected error answers. Every request is
-recorded, so a test can prove the pull never tried to change a mailbox (``writes()``).
+and lets tests break things on purpose: expired history, expired or revoked tokens, deleted
+messages, injected error answers and slow answers. Every request is recorded, so a test can
+prove the pull never tried to change a mailbox (``writes()``).
 
 Answers follow the shapes Gmail sends (see /work/shared/notes/connectors.md §1 and §4.1); where
 the fake is stricter than Gmail (``q`` terms, ``format``), it answers 400 so a misuse shows up.
@@ -23,6 +23,7 @@ import random
 import re
 import secrets
 import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -131,6 +132,7 @@ class _Fault:
     body: dict[str, Any] | None
     headers: dict[str, str]
     times: int
+    seconds: float = 0.0
 
 
 @dataclass
@@ -181,6 +183,7 @@ class GmailFake:
     def __init__(self, *, seed: int = 0) -> None:
         self.page_size = 100
         self.requests: list[Recorded] = []
+        self.errors: list[str] = []  # exceptions inside the fake; the fixture fails on any
         self.client_id = "ingestd-test.apps.googleusercontent.com"
         self.client_secret = secrets.token_urlsafe(12)
         self._lock = threading.Lock()
@@ -192,6 +195,8 @@ class GmailFake:
         self._service_accounts: set[str] = set()  # client_email of keys we handed out
         self._access_tokens: dict[str, str] = {}  # live access token -> user
         self._faults: list[_Fault] = []
+        self._delays: list[_Fault] = []  # status unused: these answer normally, only late
+        self._closing = threading.Event()
         self._revoked = False
         self._server = _Server(("127.0.0.1", 0), self)
         port = self._server.server_address[1]
@@ -213,6 +218,8 @@ class GmailFake:
                 internal_date: datetime | None = None) -> str:
         """Puts a message in ``email``'s mailbox and logs it in the history; returns its id."""
         when = internal_date or datetime.now(UTC)
+        if when.tzinfo is None:
+            raise ValueError("internal_date must carry a time zone")
         with self._lock:
             box = self._mailbox(email)
             message = _Message(id=f"{next(self._ids):016x}", raw=bytes(raw), labels=tuple(labels),
@@ -259,6 +266,16 @@ class GmailFake:
         with self._lock:
             self._faults.append(_Fault(method.upper(), re.compile(path_pattern), status, body,
                                        dict(headers or {}), times))
+
+    def delay_next(self, method: str, path_pattern: str, seconds: float, *,
+                   times: int = 1) -> None:
+        """The next ``times`` matching requests are answered only after ``seconds``.
+
+        For client timeouts: the answer is the normal one, just late (close() cuts the wait).
+        """
+        with self._lock:
+            self._delays.append(_Fault(method.upper(), re.compile(path_pattern), 0, None, {},
+                                       times, seconds))
 
     def expire_access_tokens(self) -> None:
         """Access tokens issued so far are refused with 401; clients must refresh."""
@@ -340,6 +357,7 @@ class GmailFake:
         return path
 
     def close(self) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.close_connections()
         self._server.server_close()
@@ -367,6 +385,10 @@ class GmailFake:
     def _handle(self, method: str, target: str, headers: dict[str, str],
                 body: bytes) -> tuple[int, bytes, dict[str, str]]:
         """Answers one HTTP request: status, body and headers (Content-Type included)."""
+        with self._lock:
+            delay = _take(self._delays, method, unquote(urlsplit(target).path))
+        if delay is not None:
+            self._closing.wait(delay.seconds)
         with self._lock:
             if method == "POST" and urlsplit(target).path == "/batch":
                 return self._batch(target, headers, body)
@@ -432,15 +454,12 @@ class GmailFake:
             "Content-Type": f"multipart/mixed; boundary={boundary}"}
 
     def _inject_fault(self, method: str, path: str) -> None:
-        for fault in self._faults:
-            if fault.method == method and fault.path.search(path):
-                fault.times -= 1
-                if fault.times <= 0:
-                    self._faults.remove(fault)
-                raise _Answer(fault.status,
-                              fault.body if fault.body is not None
-                              else _default_fault_body(path, fault.status),
-                              fault.headers)
+        fault = _take(self._faults, method, path)
+        if fault is not None:
+            raise _Answer(fault.status,
+                          fault.body if fault.body is not None
+                          else _default_fault_body(path, fault.status),
+                          fault.headers)
 
     def _token(self, body: bytes) -> dict[str, Any]:
         form = {k: v[0] for k, v in parse_qs(body.decode("ascii"), keep_blank_values=True).items()}
@@ -583,6 +602,17 @@ class GmailFake:
         return answer
 
 
+def _take(faults: list[_Fault], method: str, path: str) -> _Fault | None:
+    """The first fault planned for this request, used up once its ``times`` run out."""
+    for fault in faults:
+        if fault.method == method and fault.path.search(path):
+            fault.times -= 1
+            if fault.times <= 0:
+                faults.remove(fault)
+            return fault
+    return None
+
+
 def _inner_request(text: str) -> tuple[str, str, dict[str, str], bytes]:
     """Method, target, headers and body of one serialized request inside a batch."""
     request_line, _, rest = text.replace("\r\n", "\n").partition("\n")
@@ -670,6 +700,11 @@ class _Server(ThreadingHTTPServer):
         self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (a timeout test) leaves a dead socket; that is not news.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def track(self, sock: socket.socket, is_open: bool) -> None:
         with self._open_lock:
             if is_open:
@@ -707,8 +742,15 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, payload, extra = self.server.fake._handle(self.command, self.path, headers,
-                                                           body)
+        try:
+            status, payload, extra = self.server.fake._handle(self.command, self.path, headers,
+                                                               body)
+        except Exception as exc:
+            # A bug in the fake must fail the test (see GmailFake.errors), not pass as a 500
+            # that a retrying client shrugs off; still answer, so the client does not hang.
+            self.server.fake.errors.append(f"{self.command} {self.path}: {exc!r}")
+            status, payload, extra = 500, json.dumps(google_error(
+                500, "backendError", f"GmailFake failed: {exc!r}")).encode(), dict(_JSON)
         self.send_response(status)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in extra.items():

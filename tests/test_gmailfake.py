@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httplib2
 import pytest
 from google.auth.credentials import Credentials as BaseCredentials
 from google.auth.exceptions import RefreshError
 from google.oauth2 import service_account
 from google.oauth2.credentials import Credentials as UserCredentials
+from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
@@ -326,3 +328,23 @@ def test_a_batch_serves_each_part_on_its_own(gmail_fake: GmailFake, alice: Any) 
     assert statuses == [401, 429, 401, 401, 200, 200, 404]
     assert [r.path for r in gmail_fake.requests].count("/token") == 2
     assert gmail_fake.writes() == []
+
+
+def test_a_slow_answer_trips_the_clients_timeout(gmail_fake: GmailFake, tmp_path: Path) -> None:
+    gmail_fake.add_user(ALICE)
+    http = AuthorizedHttp(user_creds(gmail_fake, tmp_path, ALICE), http=httplib2.Http(timeout=0.2))
+    service = build("gmail", "v1", http=http, client_options={"api_endpoint": gmail_fake.base_url},
+                    static_discovery=True, cache_discovery=False)
+    gmail_fake.delay_next("GET", r"/profile$", 30)
+    with pytest.raises(TimeoutError):
+        service.users().getProfile(userId="me").execute()
+    assert service.users().getProfile(userId="me").execute()["emailAddress"] == ALICE
+
+
+def test_a_fault_in_the_fake_is_reported_not_swallowed(gmail_fake: GmailFake, alice: Any) -> None:
+    gmail_fake._mailboxes[ALICE].history.append(None)  # type: ignore[arg-type]  # a broken model
+    with pytest.raises(HttpError) as caught:
+        alice.users().history().list(userId="me", startHistoryId="1").execute()
+    assert caught.value.resp.status == 500
+    assert len(gmail_fake.errors) == 1 and "/history" in gmail_fake.errors[0]
+    gmail_fake.errors.clear()  # the fixture would fail this test otherwise
