@@ -47,7 +47,7 @@ _MAX_RESULTS = 500  # Gmail's cap for messages.list and history.list
 # Gmail reads after:/before: dates as midnight Pacific Standard Time (its search documentation).
 _PST = timezone(timedelta(hours=-8))
 _USER_PATH = re.compile(r"^/gmail/v1/users/(?P<user>[^/]+)/(?P<rest>.*)$")
-# historyTypes values and the record keys they select (label changes are not modelled).
+# historyTypes values and the record keys they select.
 _HISTORY_KINDS = {"messageAdded": "messagesAdded", "messageDeleted": "messagesDeleted",
                   "labelAdded": "labelsAdded", "labelRemoved": "labelsRemoved"}
 _STATUS_NAMES = {
@@ -152,9 +152,10 @@ class _Message:
 @dataclass
 class _HistoryRecord:
     id: int
-    kind: str  # messagesAdded | messagesDeleted
+    kind: str  # messagesAdded | messagesDeleted | labelsAdded | labelsRemoved
     message: _Message
-    labels: tuple[str, ...]
+    labels: tuple[str, ...]  # the message's labels after the change
+    changed: tuple[str, ...] = ()  # for labelsAdded / labelsRemoved
 
 
 @dataclass
@@ -238,6 +239,22 @@ class GmailFake:
             message.deleted = True
             box.history.append(_HistoryRecord(self._next_history_id(box), "messagesDeleted",
                                               message, message.labels))
+
+    def relabel(self, email: str, message_id: str, *, add: tuple[str, ...] = (),
+                remove: tuple[str, ...] = ()) -> None:
+        """Changes a message's labels (e.g. archived, or moved into INBOX), logging it."""
+        with self._lock:
+            box = self._mailbox(email)
+            message = box.messages[message_id]
+            before = message.labels
+            added = tuple(label for label in add if label not in before)
+            removed = tuple(label for label in remove if label in before)
+            message.labels = tuple(label for label in before if label not in removed) + added
+            for kind, changed in (("labelsAdded", added), ("labelsRemoved", removed)):
+                if changed:
+                    message.history_id = self._next_history_id(box)
+                    box.history.append(_HistoryRecord(message.history_id, kind, message,
+                                                      message.labels, changed))
 
     def expire_history(self, email: str) -> None:
         """Every historyId issued so far becomes too old: history.list answers 404 for it."""
@@ -632,8 +649,10 @@ def _live(messages: Iterable[_Message]) -> list[_Message]:
 
 def _history_entry(record: _HistoryRecord) -> dict[str, Any]:
     ref = {"id": record.message.id, "threadId": record.message.id}
-    return {"id": str(record.id), "messages": [ref],
-            record.kind: [{"message": {**ref, "labelIds": list(record.labels)}}]}
+    change: dict[str, Any] = {"message": {**ref, "labelIds": list(record.labels)}}
+    if record.changed:
+        change["labelIds"] = list(record.changed)
+    return {"id": str(record.id), "messages": [ref], record.kind: [change]}
 
 
 def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:

@@ -348,3 +348,23 @@ def test_a_fault_in_the_fake_is_reported_not_swallowed(gmail_fake: GmailFake, al
     assert caught.value.resp.status == 500
     assert len(gmail_fake.errors) == 1 and "/history" in gmail_fake.errors[0]
     gmail_fake.errors.clear()  # the fixture would fail this test otherwise
+
+
+def test_label_changes_show_in_history_by_type(gmail_fake: GmailFake, alice: Any) -> None:
+    archived = gmail_fake.deliver(ALICE, message(1), labels=("INBOX", "UNREAD"))
+    start = alice.users().getProfile(userId="me").execute()["historyId"]
+    gmail_fake.relabel(ALICE, archived, remove=("INBOX",))
+    gmail_fake.relabel(ALICE, archived, add=("INBOX", "IMPORTANT"), remove=("UNREAD",))
+
+    added = alice.users().history().list(userId="me", startHistoryId=start,
+                                         historyTypes=["labelAdded"], labelId="INBOX").execute()
+    [record] = added["history"]
+    assert record["labelsAdded"] == [{
+        "message": {"id": archived, "threadId": archived, "labelIds": ["INBOX", "IMPORTANT"]},
+        "labelIds": ["INBOX", "IMPORTANT"]}]
+    everything = alice.users().history().list(userId="me", startHistoryId=start).execute()
+    assert [next(k for k in h if k not in ("id", "messages")) for h in everything["history"]] == [
+        "labelsRemoved", "labelsAdded", "labelsRemoved"]
+    got = alice.users().messages().get(userId="me", id=archived, format="minimal").execute()
+    assert got["labelIds"] == ["INBOX", "IMPORTANT"] and "raw" not in got
+    assert got["historyId"] == everything["historyId"]
