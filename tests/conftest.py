@@ -276,3 +276,19 @@ def imap_proxy(dovecot: Dovecot) -> Iterator[FaultProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+@pytest.fixture
+def gmail_fake() -> Iterator[Any]:
+    """A fresh Gmail API + token endpoint fake (tests/gmailfake.py), closed after the test.
+
+    Typed ``Any`` only because this file is appended to; it is a ``tests.gmailfake.GmailFake``.
+    """
+    from tests.gmailfake import GmailFake
+
+    fake = GmailFake()
+    try:
+        yield fake
+    finally:
+        fake.close()
+    assert fake.errors == [], "the Gmail fake itself failed"
