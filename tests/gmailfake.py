@@ -193,6 +193,7 @@ class GmailFake:
         self._seq = itertools.count()
         self._mailboxes: dict[str, _Mailbox] = {}
         self._refresh_tokens: dict[str, str] = {}  # refresh token -> user
+        self._codes: dict[str, str] = {}  # one-time authorization code -> user
         self._service_accounts: set[str] = set()  # client_email of keys we handed out
         self._access_tokens: dict[str, str] = {}  # live access token -> user
         self._faults: list[_Fault] = []
@@ -326,6 +327,23 @@ class GmailFake:
             return [r for r in self.requests if r.path == "/token"]
 
     # --- credentials files -----------------------------------------------------------------
+
+    def authorization_code(self, email: str) -> str:
+        """A one-time code, as Google's consent page hands the browser for ``email``."""
+        code = "4/" + secrets.token_urlsafe(16)
+        with self._lock:
+            self._mailbox(email)
+            self._codes[code] = email
+        return code
+
+    def client_file(self, path: Path) -> Path:
+        """An OAuth client's JSON ("Desktop app") whose token_uri is this fake."""
+        info = {"installed": {
+            "client_id": self.client_id, "client_secret": self.client_secret,
+            "auth_uri": self.base_url + "o/oauth2/auth", "token_uri": self.token_uri,
+            "redirect_uris": ["http://localhost"]}}
+        path.write_text(json.dumps(info), encoding="utf-8")
+        return path
 
     def authorized_user_file(self, path: Path, email: str) -> Path:
         """Writes user OAuth credentials (as ``Credentials.to_json()`` would) for ``email``.
@@ -492,6 +510,19 @@ class GmailFake:
                                     "error_description": "Token has been expired or revoked."})
         elif grant == JWT_BEARER:
             user = self._delegated_user(form.get("assertion", ""))
+        elif grant == "authorization_code":
+            # The consent flow's last step (the client may authenticate by Basic auth,
+            # which this fake does not see: the one-time code is what it checks).
+            user = self._codes.pop(form.get("code", ""), None)
+            if user is None or not form.get("redirect_uri"):
+                raise _Answer(400, {"error": "invalid_grant",
+                                    "error_description": "Malformed auth code."})
+            refresh_token = "1//" + secrets.token_urlsafe(24)
+            self._refresh_tokens[refresh_token] = user
+            token = "ya29." + secrets.token_urlsafe(24)
+            self._access_tokens[token] = user
+            return {"access_token": token, "expires_in": 3600, "token_type": "Bearer",
+                    "scope": GMAIL_READONLY, "refresh_token": refresh_token}
         else:
             raise _Answer(400, {"error": "unsupported_grant_type",
                                 "error_description": f"Invalid grant_type: {grant}"})
