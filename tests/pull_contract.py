@@ -79,6 +79,15 @@ def process_all(engine: Engine, settings: IngestdSettings) -> None:
         pass
 
 
+@pytest.fixture(name="engine")
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    """A migrated SQLite database, for a source's own tests (the contract runs on both)."""
+    engine = make_engine(DatabaseSettings(url=sqlite_url))
+    ensure_schema(engine)
+    yield engine
+    engine.dispose()
+
+
 class PullSourceContract:
     """Subclass with a ``provider`` fixture; every test runs on SQLite and PostgreSQL."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,15 +12,22 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from ingestd.config.settings import DatabaseSettings, Mailbox
-from ingestd.db.engine import make_engine
-from ingestd.db.schema import ensure_schema
+from ingestd.config.settings import Mailbox
 from ingestd.intake.sources.gmail import GmailSource
 from ingestd.intake.sources.poll import Poller, PollReport
 from ingestd.intake.sources.pull import PullSource
 from ingestd.intake.sources.retry import RetryPolicy
 from tests.gmailfake import GmailFake
-from tests.pull_contract import FAST_RETRY, PullSourceContract, message, state_row, stored
+from tests.pull_contract import (
+    FAST_RETRY,
+    PullSourceContract,
+    message,
+    sqlite_engine,
+    state_row,
+    stored,
+)
+
+__all__ = ["sqlite_engine"]  # the `engine` fixture of the Gmail-only tests below
 
 _numbers = itertools.count(1)
 
@@ -74,15 +80,6 @@ def provider(gmail_fake: GmailFake, tmp_path: Path) -> GmailMailbox:
 
 class TestGmailContract(PullSourceContract):
     """The Gmail source passes the pull contract."""
-
-
-@pytest.fixture
-def engine(sqlite_url: str) -> Iterator[Engine]:
-    """SQLite for the Gmail-only tests (the contract above runs on both back ends)."""
-    engine = make_engine(DatabaseSettings(url=sqlite_url))
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def _poll(engine: Engine, provider: GmailMailbox, mailbox: Mailbox,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,6 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from ingestd.config.settings import DatabaseSettings, IngestdSettings, Mailbox
-from ingestd.db.engine import make_engine
-from ingestd.db.schema import ensure_schema
 from ingestd.intake.source import NewMessage, commit_messages
 from ingestd.intake.sources.imap import ImapSource
 from ingestd.intake.sources.imap_wire import modified_utf7
@@ -27,9 +24,12 @@ from tests.pull_contract import (
     PullSourceContract,
     message,
     process_all,
+    sqlite_engine,
     state_row,
     stored,
 )
+
+__all__ = ["sqlite_engine"]  # the `engine` fixture of the IMAP-only tests below
 
 _names = itertools.count(1)
 
@@ -74,15 +74,6 @@ def provider(dovecot: Dovecot, imap_user: ImapUser, tmp_path: Path) -> DovecotMa
 
 class TestImapContract(PullSourceContract):
     """Dovecot passes the pull contract."""
-
-
-@pytest.fixture
-def engine(sqlite_url: str) -> Iterator[Engine]:
-    """SQLite for the IMAP-only tests (the contract above runs on both back ends)."""
-    engine = make_engine(DatabaseSettings(url=sqlite_url))
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def _poll(engine: Engine, provider: DovecotMailbox, mailbox: Mailbox) -> PollReport:

@@ -14,10 +14,10 @@ from sqlalchemy.engine import Engine
 
 from ingestd.intake.sources import imap as imap_source
 from ingestd.intake.sources.imap import ImapConnection
-from tests.pull_contract import message, state_row, stored
-from tests.test_pull_imap import DovecotMailbox, _poll, engine, provider
+from tests.pull_contract import message, sqlite_engine, state_row, stored
+from tests.test_pull_imap import DovecotMailbox, _poll, provider
 
-__all__ = ["engine", "provider"]  # fixtures shared with tests/test_pull_imap.py
+__all__ = ["provider", "sqlite_engine"]  # fixtures shared with tests/test_pull_imap.py
 
 
 def test_mail_arriving_during_a_backfill_is_imported(

@@ -10,21 +10,20 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 
-from ingestd.config.settings import DatabaseSettings, Mailbox
-from ingestd.db.engine import make_engine
-from ingestd.db.schema import ensure_schema
+from ingestd.config.settings import Mailbox
 from ingestd.intake.sources.imap import ImapSource, _xoauth2
 from ingestd.intake.sources.poll import Poller, PollReport
 from tests.imapserver import Dovecot, ImapUser
 from tests.oauthfake import IntrospectionFake
-from tests.pull_contract import FAST_RETRY, message, state_row, stored
+from tests.pull_contract import FAST_RETRY, message, sqlite_engine, state_row, stored
+
+__all__ = ["sqlite_engine"]  # the `engine` fixture
 
 _names = itertools.count(1)
 
@@ -62,14 +61,6 @@ class OAuthMailbox:
 @pytest.fixture
 def provider(dovecot_oauth: Dovecot, oauth_user: ImapUser, tmp_path: Path) -> OAuthMailbox:
     return OAuthMailbox(dovecot_oauth, oauth_user, tmp_path)
-
-
-@pytest.fixture
-def engine(sqlite_url: str) -> Iterator[Engine]:
-    engine = make_engine(DatabaseSettings(url=sqlite_url))
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def _poll(engine: Engine, mailbox: Mailbox) -> PollReport:
