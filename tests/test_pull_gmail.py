@@ -4,6 +4,8 @@ Gmail API and token endpoint fake on 127.0.0.1: the pull contract, then Gmail's 
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +28,7 @@ from tests.pull_contract import (
     state_row,
     stored,
 )
+from tests.support.waiting import wait_for
 
 __all__ = ["sqlite_engine"]  # the `engine` fixture of the Gmail-only tests below
 
@@ -232,6 +235,11 @@ def test_mailboxes_auth_by_paste_stores_a_private_token_that_polls(
             return (f"{query['redirect_uri'][0]}?state={query['state'][0]}&code={code}"
                     "&scope=https://www.googleapis.com/auth/gmail.readonly\n")
 
+    # Run as root for a service user: the token goes to that user (the directory's owner).
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir()
+    if os.geteuid() == 0:
+        os.chown(secrets_dir, 65534, 65534)
     # oauthlib refuses plain-http token endpoints; the fake is one.
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
     monkeypatch.setattr(sys, "stderr", shown)
@@ -239,6 +247,8 @@ def test_mailboxes_auth_by_paste_stores_a_private_token_that_polls(
     assert main(["mailboxes", "auth", "sales-nina", "--paste", "--config", str(path)]) == 0
     token_file = tmp_path / "secrets" / "nina-token.json"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    if os.geteuid() == 0:
+        assert (token_file.stat().st_uid, token_file.stat().st_gid) == (65534, 65534)
     assert json.loads(token_file.read_text())["refresh_token"].startswith("1//")
     assert "stored the refresh token" in capsys.readouterr().out
     monkeypatch.undo()
@@ -254,3 +264,52 @@ def test_a_slow_answer_times_out_and_is_retried(engine: Engine, provider: GmailM
     provider.fake.delay_next("GET", r"/history$", 2.0)
     report = _poll(engine, provider, mailbox)
     assert (report.status, report.imported) == ("ok", 1), report
+
+
+def test_mailboxes_auth_with_a_browser_on_this_machine(
+        tmp_path: Path, gmail_fake: GmailFake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --paste a local server on the given port receives the browser's redirect,
+    the code is exchanged, and the token file is stored."""
+    import io
+    import sys
+    import urllib.request
+    from urllib.parse import parse_qs, urlparse
+
+    from ingestd.cli.main import main
+    from tests.conftest import base_config, write_config
+    from tests.support.postgres import free_port
+
+    email = "local@corp.example"
+    gmail_fake.add_user(email)
+    code = gmail_fake.authorization_code(email)
+    config = base_config(f"sqlite:///{tmp_path}/ingestd.db")
+    token_file = tmp_path / "token.json"
+    config["mailboxes"].append({
+        "name": "sales-local", "addresses": [email], "source": "gmail",
+        "gmail": {"credentials_file": str(gmail_fake.client_file(tmp_path / "client.json")),
+                  "token_file": str(token_file), "api_endpoint": gmail_fake.base_url,
+                  "token_uri": gmail_fake.token_uri}})
+    path = write_config(tmp_path, config)
+    port = free_port()
+    printed = io.StringIO()
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    monkeypatch.setattr(sys, "stdout", printed)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    result: list[int] = []
+    command = threading.Thread(target=lambda: result.append(main(
+        ["mailboxes", "auth", "sales-local", "--port", str(port), "--config", str(path)])))
+    command.start()
+    try:
+        url = wait_for(lambda: next((w for w in printed.getvalue().split()
+                                     if "client_id=" in w), None), 10, "the consent URL")
+        query = parse_qs(urlparse(url).query)
+        assert query["redirect_uri"] == [f"http://127.0.0.1:{port}/"]
+        browser = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with browser.open(f"http://127.0.0.1:{port}/?state={query['state'][0]}&code={code}"
+                          "&scope=https://www.googleapis.com/auth/gmail.readonly",
+                          timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        command.join(20)
+    assert result == [0]
+    assert token_file.exists() and "refresh_token" in token_file.read_text()
