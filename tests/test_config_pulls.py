@@ -26,8 +26,16 @@ def _imap(extra: str = "", imap: str = "") -> str:
 
 
 BAD = [
-    ("graph not yet", "mailboxes:\n  - name: g\n    addresses: [g@example.com]\n"
-     "    source: graph\n", "mailboxes[0]", "not available in this version"),
+    ("graph without settings", "mailboxes:\n  - name: g\n    addresses: [g@example.com]\n"
+     "    source: graph\n", "mailboxes[0]", "needs the graph: settings"),
+    ("graph two credentials", "mailboxes:\n  - name: g\n    addresses: [g@example.com]\n"
+     "    source: graph\n    graph: {tenant_id: t, client_id: c, user: g@example.com, "
+     "client_secret_env: S, client_secret_file: s.txt}\n", "mailboxes[0].graph",
+     "exactly one of"),
+    ("graph plain http authority", "mailboxes:\n  - name: g\n    addresses: [g@example.com]\n"
+     "    source: graph\n    graph: {tenant_id: t, client_id: c, user: g@example.com, "
+     "client_secret_env: S, authority: 'http://login.example'}\n",
+     "mailboxes[0].graph.authority", "https"),
     ("gmail both ways in", "mailboxes:\n  - name: g\n    addresses: [g@example.com]\n"
      "    source: gmail\n    gmail: {credentials_file: a.json, subject: g@example.com, "
      "token_file: t.json}\n", "mailboxes[0].gmail", "not both"),

@@ -15,10 +15,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-SOURCES = ("smtp", "imap", "gmail", "graph")
-# The sources this version can pull from; the others are refused with a clear reason.
-PULL_SOURCES_AVAILABLE = ("imap", "gmail")
-
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -149,6 +145,60 @@ class GmailSettings(_Frozen):
         return self.subject is not None
 
 
+class GraphSettings(_Frozen):
+    """A Microsoft 365 mailbox, read through Microsoft Graph with an app registration's
+    client credentials (application permission Mail.Read, admin consent)."""
+
+    tenant_id: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret_file: Path | None = None
+    client_secret_env: str | None = Field(default=None, min_length=1)
+    # A certificate instead of a secret: its private key (PEM) and SHA-1 thumbprint.
+    certificate_file: Path | None = None
+    certificate_thumbprint: str | None = Field(default=None, min_length=1)
+    # The mailbox: a user principal name or object id.
+    user: str = Field(min_length=1)
+    # Well-known names (inbox, archive ...) or folder ids; each with its own delta link.
+    folders: tuple[str, ...] = Field(default=("inbox",), min_length=1)
+    # None: Microsoft's (https://login.microsoftonline.com, https://graph.microsoft.com).
+    authority: str | None = None
+    graph_url: str | None = None
+    # A CA bundle for a TLS-intercepting proxy or a test server.
+    ca_file: Path | None = None
+    # When the client secret runs out: warned about 30 days ahead.
+    secret_expires: date | None = None
+    timeout_seconds: float = Field(default=60, gt=0, le=3600)
+    fetch_batch: int = Field(default=25, ge=1, le=500)
+
+    @field_validator("client_secret_file", "certificate_file", "ca_file")
+    @classmethod
+    def _relative_to_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return resolved(value, info)
+
+    @field_validator("authority", "graph_url")
+    @classmethod
+    def _https_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            # msal refuses any other authority, and the token must not travel in clear.
+            raise ValueError(f"{value!r} is not an https:// URL")
+        return value.rstrip("/") if value is not None else None
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> GraphSettings:
+        given = [k for k in ("client_secret_file", "client_secret_env", "certificate_file")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("set exactly one of client_secret_file, client_secret_env or "
+                             "certificate_file (never the secret itself)")
+        if (self.certificate_file is None) != (self.certificate_thumbprint is None):
+            raise ValueError("certificate_file and certificate_thumbprint go together")
+        return self
+
+    def secret_days_left(self, today: date) -> int | None:
+        """Days until ``secret_expires`` (negative once past); None when not set."""
+        return (self.secret_expires - today).days if self.secret_expires is not None else None
+
+
 class PullSettings(_Frozen):
     """The keys a mailbox has for pulling (mixed into ``Mailbox``)."""
 
@@ -166,6 +216,7 @@ class PullSettings(_Frozen):
     resync_lookback_days: int = Field(default=7, ge=0, le=3650)
     imap: ImapSettings | None = None
     gmail: GmailSettings | None = None
+    graph: GraphSettings | None = None
 
     @property
     def pulled(self) -> bool:
@@ -178,14 +229,13 @@ class PullSettings(_Frozen):
             return self.imap.folders
         if self.gmail is not None:
             return self.gmail.labels
+        if self.graph is not None:
+            return self.graph.folders
         return ()
 
     @model_validator(mode="after")
     def _source_settings(self) -> PullSettings:
-        if self.source not in ("smtp", *PULL_SOURCES_AVAILABLE):
-            raise ValueError(f"source: {self.source} is not available in this version "
-                             f"(available: smtp, {', '.join(PULL_SOURCES_AVAILABLE)})")
-        for kind, block in (("imap", self.imap), ("gmail", self.gmail)):
+        for kind, block in (("imap", self.imap), ("gmail", self.gmail), ("graph", self.graph)):
             if self.source == kind and block is None:
                 raise ValueError(f"source: {kind} needs the {kind}: settings")
             if self.source != kind and block is not None:

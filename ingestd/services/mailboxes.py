@@ -53,6 +53,9 @@ def _record(mailbox: Mailbox, state: Any, checked_at: datetime | None, now: date
         "cursor_age_s": (round((now - _aware(checked_at, now)).total_seconds(), 1)
                          if checked_at is not None else None),
         "held_by": state.held_by if held else None,
+        # Graph mailboxes with secret_expires: the operator's warning ahead of the outage.
+        "secret_expires_in_days": (mailbox.graph.secret_days_left(now.date())
+                                   if mailbox.graph is not None else None),
     }
 
 

@@ -16,6 +16,10 @@ def source_for(mailbox: Mailbox) -> PullSource:
         from ingestd.intake.sources.gmail import GmailSource
 
         return GmailSource(mailbox.gmail)
+    if mailbox.source == "graph" and mailbox.graph is not None:
+        from ingestd.intake.sources.graph import GraphSource
+
+        return GraphSource(mailbox.graph)
     raise ValueError(f"mailbox {mailbox.name}: source {mailbox.source} cannot be pulled")
 
 
@@ -24,4 +28,6 @@ def batch_size(mailbox: Mailbox) -> int:
         return mailbox.imap.fetch_batch
     if mailbox.gmail is not None:
         return mailbox.gmail.fetch_batch
+    if mailbox.graph is not None:
+        return mailbox.graph.fetch_batch
     return 25
