@@ -231,13 +231,17 @@ class GraphFake:
     ``authority = f"{base_url}/{tenant}"``; the Graph base URL is ``base_url`` itself.
     """
 
-    def __init__(self, *, tenant: str = "tenant1", seed: int = 0) -> None:
+    def __init__(self, *, tenant: str = "tenant1", seed: int = 0,
+                 directory: Path | None = None) -> None:
         self.tenant = tenant
         self.client_id = str(uuid.UUID(int=random.Random(seed).getrandbits(128), version=4))
         self.client_secret = "fake~" + secrets.token_urlsafe(24)
         self.page_size: int | None = None  # None: Prefer odata.maxpagesize, else 10
         self.token_lifetime = 3599  # expires_in; below 300 MSAL treats the token as stale
         self.max_concurrent_per_mailbox: int | None = 4  # Outlook's limit; None turns it off
+        # Graph may repeat an item on the next page ("replays"); True makes every page after
+        # the first start with the previous page's last item, so dedupe gets exercised.
+        self.replay_across_pages = False
         self.requests: list[Recorded] = []
         self.errors: list[str] = []  # exceptions inside the fake; the fixture fails on any
         self.peak_in_flight: Counter[str] = Counter()  # most Graph requests at once, per UPN
@@ -257,8 +261,11 @@ class GraphFake:
         self._faults: list[_Fault] = []
         self._delays: list[_Fault] = []
         self._closing = threading.Event()
-        self._directory = Path(tempfile.mkdtemp(prefix="graphfake-"))
-        self.ca_file = str(self._directory / "ca.pem")  # PEM of the test CA, for verify=
+        # The CA file outlives close() when the caller owns the directory, so a test can still
+        # see "connection refused" (not a missing CA bundle) after stopping the fake.
+        self._own_directory = directory is None
+        self._directory = directory or Path(tempfile.mkdtemp(prefix="graphfake-"))
+        self.ca_file = str(self._directory / "graphfake-ca.pem")  # for requests' verify=
         self._server = _Server(("127.0.0.1", 0), self, self._tls_context())
         self.base_url = f"https://127.0.0.1:{self._server.server_address[1]}"
         # A short poll interval keeps close() quick; idle polling costs next to nothing.
@@ -432,12 +439,15 @@ class GraphFake:
             return [r for r in self.requests if _TOKEN.match(r.path)]
 
     def close(self) -> None:
+        if self._closing.is_set():
+            return  # a test may stop the fake early; the fixture closes it again
         self._closing.set()
         self._server.shutdown()
         self._server.close_connections()
         self._server.server_close()
         self._thread.join(timeout=5)
-        shutil.rmtree(self._directory, ignore_errors=True)
+        if self._own_directory:
+            shutil.rmtree(self._directory, ignore_errors=True)
 
     def __enter__(self) -> GraphFake:
         return self
@@ -761,7 +771,8 @@ class GraphFake:
     def _serve_page(self, box: _Mailbox, page: _Page,
                     prefer: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
         size = self.page_size or _int_or(prefer.get("odata.maxpagesize"), DEFAULT_PAGE_SIZE)
-        chunk = page.items[page.offset:page.offset + size]
+        start = page.offset - 1 if self.replay_across_pages and page.offset else page.offset
+        chunk = page.items[start:page.offset + size]
         immutable = prefer.get("idtype", "").lower() == "immutableid"
         id_round = 0 if immutable else next(self._id_round)
         answer: dict[str, Any] = {

@@ -156,7 +156,7 @@ def test_msal_raises_while_the_authority_is_down(graph_fake: GraphFake) -> None:
 
     graph_fake.start_authority()
     app = confidential_app(graph_fake, session)
-    graph_fake.stop_authority(retry_after=1)
+    graph_fake.stop_authority(retry_after=2)
     with pytest.raises(MsalServiceError, match="503"):
         app.acquire_token_for_client(scopes=[GRAPH_DEFAULT_SCOPE])
     graph_fake.start_authority()
@@ -174,8 +174,15 @@ def test_msal_raises_while_the_authority_is_down(graph_fake: GraphFake) -> None:
             return None
         return result
 
-    assert "access_token" in wait_for(token, timeout=5, what="msal to retry the token endpoint")
+    assert "access_token" in wait_for(token, timeout=6, what="msal to retry the token endpoint")
     assert [r.status for r in graph_fake.token_requests()] == [503, 200]
+
+
+def test_a_closed_fake_is_connection_refused(graph_fake: GraphFake) -> None:
+    session = tls_session(graph_fake)
+    graph_fake.close()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        confidential_app(graph_fake, session)
 
 
 # --- Graph: delta -----------------------------------------------------------------------------
@@ -290,6 +297,14 @@ def test_delete_gives_removed_and_value_404(graph: Graph) -> None:
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "ErrorItemNotFound"
     assert graph.value(keep).status_code == 200
+
+
+def test_replays_repeat_the_last_item_on_the_next_page(graph: Graph) -> None:
+    ids = [graph.fake.deliver(ALICE, message(n)) for n in range(5)]
+    graph.fake.replay_across_pages = True
+    items, pages, _ = graph.delta_round(graph.delta_url())
+    assert pages == 3
+    assert [i["id"] for i in items] == [ids[0], ids[1], ids[1], ids[2], ids[3], ids[3], ids[4]]
 
 
 def test_expired_delta_answers_410_with_a_fresh_initial_url(graph: Graph) -> None:
