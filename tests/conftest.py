@@ -292,3 +292,19 @@ def gmail_fake() -> Iterator[Any]:
     finally:
         fake.close()
     assert fake.errors == [], "the Gmail fake itself failed"
+
+
+@pytest.fixture
+def graph_fake(tmp_path: Path) -> Iterator[Any]:
+    """A fresh Entra ID + Microsoft Graph fake over HTTPS (tests/graphfake.py), closed after.
+
+    Typed ``Any`` only because this file is appended to; it is a ``tests.graphfake.GraphFake``.
+    """
+    from tests.graphfake import GraphFake
+
+    fake = GraphFake(directory=tmp_path)  # ca_file stays readable after close()
+    try:
+        yield fake
+    finally:
+        fake.close()
+    assert fake.errors == [], "the Graph fake itself failed"
