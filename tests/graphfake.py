@@ -236,6 +236,7 @@ class GraphFake:
         self.tenant = tenant
         self.client_id = str(uuid.UUID(int=random.Random(seed).getrandbits(128), version=4))
         self.client_secret = "fake~" + secrets.token_urlsafe(24)
+        self._certificates: set[str] = set()  # accepted x5t values
         self.page_size: int | None = None  # None: Prefer odata.maxpagesize, else 10
         self.token_lifetime = 3599  # expires_in; below 300 MSAL treats the token as stale
         self.max_concurrent_per_mailbox: int | None = 4  # Outlook's limit; None turns it off
@@ -613,7 +614,19 @@ class GraphFake:
                 "unauthorized_client", 700016,
                 f"Application with identifier '{form.get('client_id')}' was not found in the "
                 f"directory '{tenant}'."))
-        if form.get("client_secret") != self.client_secret or self._client_rejected:
+        if form.get("client_assertion"):
+            # A certificate credential: msal signs a JWT naming the certificate by its
+            # thumbprint (x5t); the signature itself goes unchecked here.
+            try:
+                head = json.loads(base64.urlsafe_b64decode(
+                    form["client_assertion"].split(".")[0] + "=="))
+            except (ValueError, IndexError):
+                head = {}
+            x5t = str(head.get("x5t", "")).rstrip("=")
+            if x5t not in self._certificates or self._client_rejected:
+                raise _Answer(401, entra_error(
+                    "invalid_client", 700027, "Client assertion failed signature validation."))
+        elif form.get("client_secret") != self.client_secret or self._client_rejected:
             raise _Answer(401, entra_error(
                 "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret "
                 "being sent in the request is the client secret value, not the client secret ID, "
@@ -628,6 +641,21 @@ class GraphFake:
         self._access_tokens[token] = True
         return {"token_type": "Bearer", "expires_in": self.token_lifetime,
                 "ext_expires_in": self.token_lifetime, "access_token": token}
+
+    def certificate_credential(self, directory: Path) -> tuple[Path, str]:
+        """A private key file and a thumbprint this fake accepts as the app's certificate."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path = directory / f"graph-key-{secrets.token_hex(3)}.pem"
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+        thumbprint = secrets.token_hex(20).upper()
+        self._certificates.add(
+            base64.urlsafe_b64encode(bytes.fromhex(thumbprint)).decode().rstrip("="))
+        return path, thumbprint
 
     def _mint_token(self, tenant: str) -> str:
         # Shaped like a JWT so a client that peeks does not crash; nothing checks a signature.
