@@ -133,7 +133,7 @@ def test_missing_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
 def test_shipped_example_config_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
     """config/ingestd.yaml works as shipped."""
     assert main(["check", "--config", str(REPO / "config" / "ingestd.yaml")]) == 0
-    assert "configuration OK: 3 mailbox(es)" in capsys.readouterr().out
+    assert "configuration OK: 3 mailbox(es), 4 rule(s)" in capsys.readouterr().out
 
 
 def test_defaults_fill_unspecified_settings(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ def check(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     print(
         f"configuration OK: {len(settings.mailboxes)} mailbox(es), "
-        f"database {settings.database.url.split('://', 1)[0]}, "
+        f"{len(settings.rules)} rule(s), database {settings.database.url.split('://', 1)[0]}, "
         f"SMTP {settings.smtp.host}:{settings.smtp.port}"
     )
     return exits.OK

@@ -60,6 +60,9 @@ def validate_document(doc: LocatedDocument) -> IngestdSettings:
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.problem((), "the top level must be a mapping of settings")])
     across = _cross_checks(doc, doc.data)
+    if "rules" in doc.data:
+        across.append(doc.problem(("rules",), "rules live in the files of rules_dir, "
+                                              "not in this file"))
     try:
         # Relative secret files are relative to the configuration file.
         settings = IngestdSettings.model_validate(
@@ -72,6 +75,11 @@ def validate_document(doc: LocatedDocument) -> IngestdSettings:
         raise ConfigError(_in_file_order([*single, *across])) from exc
     if across:
         raise ConfigError(_in_file_order(across))
+    if settings.rules_dir is not None:
+        from ingestd.rules.load import load_rules
+
+        rules = load_rules(settings.rules_dir, (m.name for m in settings.mailboxes))
+        settings = settings.model_copy(update={"rules": rules})
     return settings
 
 

@@ -8,14 +8,23 @@ explicitly to whatever needs them.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ingestd.addresses import normalise_address
 from ingestd.config.listeners import HttpSettings, SmtpSettings
-from ingestd.config.pulls import ImapSettings, PullSettings
+from ingestd.config.pulls import ImapSettings, PullSettings, resolved
 from ingestd.config.sales import DomainLists, Matching
+from ingestd.rules.model import Rule
 
 # Re-exported: every settings model from one place.
 __all__ = ["HttpSettings", "ImapSettings", "SmtpSettings"]
@@ -261,6 +270,16 @@ class IngestdSettings(DomainLists, Settings):
     processing: ProcessingSettings = ProcessingSettings()
     logging: LoggingSettings = LoggingSettings()
     mailboxes: tuple[Mailbox, ...] = ()
+    # The directory of the rule files (*.yaml, applied in file-name order); relative to
+    # the configuration file. None: no rules.
+    rules_dir: Path | None = None
+    # Loaded from rules_dir by ingestd.config.load (never written in ingestd.yaml).
+    rules: tuple[Rule, ...] = ()
+
+    @field_validator("rules_dir")
+    @classmethod
+    def _rules_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return resolved(value, info)
 
     def mailbox(self, name: str) -> Mailbox | None:
         for mailbox in self.mailboxes:

@@ -113,6 +113,17 @@ class Ticket(SQLModel, table=True):
     updated_at: datetime | None = _ts()
     # The request as first written (a new opportunity from My Inbox copies the mail's body here).
     details: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # Set by rules (migration 0007): free-text values the helpdesk defines.
+    priority: str | None = Field(default=None, max_length=32)
+    category: str | None = Field(default=None, max_length=255)
+    team: str | None = Field(default=None, max_length=255)
+    tags: list[str] | None = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
+    # Custom fields: name -> text (from rules' set_field).
+    fields: dict[str, str] | None = Field(default=None,
+                                          sa_column=sa.Column(sa.JSON, nullable=True))
+    # The contact, or the contact's client, is marked important.
+    vip: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False,
+                                                         server_default=sa.false()))
 
 
 class Action(SQLModel, table=True):

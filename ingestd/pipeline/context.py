@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from ingestd.config.settings import IngestdSettings, Mailbox
 from ingestd.pipeline.parsed import ParsedMessage
+from ingestd.rules.plan import RuleVerdict, TicketPlan
 
 # "failed": this attempt failed and the row is pending again for another one.
 Result = Literal[
@@ -81,6 +82,9 @@ class MessageContext:
     # goes to the mailbox owner's My Inbox instead of any ticket.
     new_ticket_type: str | None = None
     to_inbox: bool = False
+    # Set by ``rules``: what the ticket gets, and every rule's verdict in order.
+    plan: TicketPlan = field(default_factory=TicketPlan)
+    verdicts: list[RuleVerdict] = field(default_factory=list)
     conn: Connection | None = None
     stage: str = ""
     timings: dict[str, float] = field(default_factory=dict)

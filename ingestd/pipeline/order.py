@@ -13,6 +13,7 @@ from ingestd.pipeline.stages.classify import classify_sender
 from ingestd.pipeline.stages.dedupe import dedupe
 from ingestd.pipeline.stages.match import match_opportunity
 from ingestd.pipeline.stages.parse import parse
+from ingestd.pipeline.stages.rules import apply_rules
 from ingestd.pipeline.stages.tag import find_tag
 from ingestd.pipeline.stages.thread import find_tagged_ticket, thread_by_references
 
@@ -27,6 +28,7 @@ PIPELINE = Pipeline(
         ("thread", thread_by_references),
         ("classify", classify_sender),
         ("match", match_opportunity),
+        ("rules", apply_rules),
         ("apply", apply_to_ticket),
     ),
 )

@@ -39,6 +39,8 @@ def _ticket_record(row: Any) -> dict[str, Any]:
         "id": row.id, "type": row.type, "status": row.status, "summary": row.summary,
         "mailbox": row.mailbox, "user_email": row.user_email, "client": row.client_name,
         "site": row.site_name, "agent_email": row.agent_email,
+        "priority": row.priority, "category": row.category, "team": row.team,
+        "tags": list(row.tags or []), "fields": dict(row.fields or {}), "vip": bool(row.vip),
         "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
     }
 

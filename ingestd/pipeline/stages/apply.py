@@ -7,6 +7,7 @@ attaches and converts stored mail with the same rows processing writes.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -15,7 +16,10 @@ from ingestd.db.tables import ACTIONS, ATTACHMENTS, TICKETS
 from ingestd.pipeline.context import MessageContext, Outcome, Sender
 from ingestd.pipeline.parsed import ParsedMessage
 from ingestd.pipeline.stages.inbox import place_in_inbox
+from ingestd.pipeline.stages.rules import is_vip
 from ingestd.pipeline.summary import clean_summary
+from ingestd.rules.assign import agent_by_address, fewest_open_agent
+from ingestd.rules.plan import TicketPlan
 
 # Built once; executed with a parameter dict per message.
 _NEW_TICKET = sa.insert(TICKETS).returning(TICKETS.c.id)
@@ -32,12 +36,16 @@ def apply_to_ticket(ctx: MessageContext) -> Outcome:
     assert sender is not None, "classify runs before apply"
     if ctx.to_inbox:
         return place_in_inbox(ctx)
+    plan = ctx.plan
     if ctx.ticket_id is None:
         ticket_id = new_ticket(
             ctx.db, ctx.message, sender, ctx.now,
-            ticket_type=ctx.new_ticket_type or ctx.mailbox.ticket_type,
+            ticket_type=plan.ticket_type or ctx.new_ticket_type or ctx.mailbox.ticket_type,
             summary=clean_summary(ctx.message.subject, ctx.mailbox.ticket_id_tags),
             mailbox=ctx.mailbox.name,
+            agent_id=planned_agent(ctx.db, plan, ctx.notes),
+            extra={**planned_columns(plan),
+                   "vip": is_vip(ctx.db, sender.user_id, sender.client_id)},
         )
         action_id = add_email_action(ctx.db, ticket_id, ctx.message, sender,
                                      ctx.inbound_id, ctx.now)
@@ -45,6 +53,8 @@ def apply_to_ticket(ctx: MessageContext) -> Outcome:
         return Outcome("ticket_created", "processed", reason, ticket_id, action_id)
     if touch_ticket(ctx.db, ctx.ticket_id, ctx.now) == "closed":
         ctx.notes.append("reopened closed ticket")
+    if plan.changes_ticket:
+        update_planned(ctx.db, ctx.ticket_id, plan, ctx.notes)
     action_id = add_email_action(ctx.db, ctx.ticket_id, ctx.message, sender,
                                  ctx.inbound_id, ctx.now)
     reason = "; ".join(ctx.notes) or f"action on #{ctx.ticket_id}"
@@ -53,14 +63,67 @@ def apply_to_ticket(ctx: MessageContext) -> Outcome:
 
 def new_ticket(db: sa.Connection, message: ParsedMessage, sender: Sender, now: datetime, *,
                ticket_type: str, summary: str, mailbox: str,
-               agent_id: int | None = None) -> int:
-    """An open ticket for ``message``: its sender the contact, its text the details."""
+               agent_id: int | None = None, extra: dict[str, Any] | None = None) -> int:
+    """An open ticket for ``message``: its sender the contact, its text the details.
+
+    ``extra``: further columns (priority, tags, fields, vip ... from rules).
+    """
     return int(db.execute(_NEW_TICKET, {
         "type": ticket_type, "status": "open", "details": message.text,
         "summary": summary[:2000], "mailbox": mailbox, "user_id": sender.user_id,
         "client_id": sender.client_id, "site_id": sender.site_id, "agent_id": agent_id,
-        "created_at": now, "updated_at": now,
+        "created_at": now, "updated_at": now, **(extra or {}),
     }).scalar_one())
+
+
+def planned_columns(plan: TicketPlan) -> dict[str, Any]:
+    """The ticket columns a rule plan sets (none of them when no rule set it)."""
+    columns: dict[str, Any] = {}
+    for name in ("priority", "status", "category", "team"):
+        if getattr(plan, name) is not None:
+            columns[name] = getattr(plan, name)
+    if plan.tags:
+        columns["tags"] = list(plan.tags)
+    if plan.fields:
+        columns["fields"] = dict(plan.fields)
+    return columns
+
+
+def planned_agent(db: sa.Connection, plan: TicketPlan, notes: list[str]) -> int | None:
+    """The agent a rule assigned: by address, or the team's agent with the fewest open."""
+    if plan.agent_address is not None:
+        agent = agent_by_address(db, plan.agent_address)
+        notes.append(f"assigned to {plan.agent_address}" if agent is not None else
+                     f"no active agent {plan.agent_address} to assign")
+        return agent
+    if plan.assign_team is not None:
+        agent = fewest_open_agent(db, plan.assign_team)
+        notes.append(f"assigned to agent {agent} (fewest open in {plan.assign_team})"
+                     if agent is not None else f"team {plan.assign_team} has no active agent")
+        return agent
+    return None
+
+
+def update_planned(db: sa.Connection, ticket_id: int, plan: TicketPlan,
+                   notes: list[str]) -> None:
+    """Rules on an update: set what they set on the existing ticket; tags and fields add up."""
+    values = planned_columns(plan)
+    if plan.ticket_type is not None:
+        values["type"] = plan.ticket_type
+    if "tags" in values or "fields" in values:
+        row = db.execute(sa.select(TICKETS.c.tags, TICKETS.c.fields)
+                         .where(TICKETS.c.id == ticket_id)).first()
+        if row is not None:
+            if "tags" in values:
+                values["tags"] = [*(t for t in (row.tags or []) if t not in plan.tags),
+                                  *plan.tags]
+            if "fields" in values:
+                values["fields"] = {**(row.fields or {}), **plan.fields}
+    agent = planned_agent(db, plan, notes)
+    if agent is not None:
+        values["agent_id"] = agent
+    if values:
+        db.execute(sa.update(TICKETS).where(TICKETS.c.id == ticket_id).values(**values))
 
 
 def touch_ticket(db: sa.Connection, ticket_id: int, now: datetime) -> str | None:
