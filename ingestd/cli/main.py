@@ -26,6 +26,8 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "check": ("ingestd.cli.check", "validate the configuration file"),
     "ingest": ("ingestd.cli.ingest",
                "store .eml files, directories, mbox files or stdin (-) as inbound mail"),
+    "explain": ("ingestd.cli.explain",
+                "show what processing would do with a message, writing nothing"),
     "messages": ("ingestd.cli.messages", "the inbound message log"),
     "tickets": ("ingestd.cli.tickets", "tickets and their actions"),
     "attachments": ("ingestd.cli.attachments", "attachment contents"),

@@ -18,6 +18,8 @@ class TicketPlan:
     agent_address: str | None = None
     assign_team: str | None = None
     updates_only: bool = False
+    # A rule's `route`: the mailbox the ticket is made in (type and defaults from it).
+    route: str | None = None
     # The rule that set each of these, for reasons and explain.
     set_by: dict[str, str] = field(default_factory=dict)
 

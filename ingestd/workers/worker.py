@@ -40,6 +40,7 @@ from ingestd.errors import (
 from ingestd.pipeline.context import MessageContext, Outcome, normalised_envelope
 from ingestd.pipeline.runner import Pipeline, run_stages
 from ingestd.queue import Claim, Settlement
+from ingestd.rules.plan import TicketPlan
 
 log = structlog.get_logger("ingestd.worker")
 T = TypeVar("T")
@@ -169,6 +170,8 @@ class Worker:
         ctx.sender = None
         ctx.new_ticket_type = None
         ctx.to_inbox = False
+        ctx.plan = TicketPlan()
+        ctx.verdicts.clear()
         with translated("database"), self._engine.begin() as conn:
             ctx.conn = conn
             try:

@@ -37,12 +37,15 @@ def apply_to_ticket(ctx: MessageContext) -> Outcome:
     if ctx.to_inbox:
         return place_in_inbox(ctx)
     plan = ctx.plan
+    routed = ctx.settings.mailbox(plan.route) if plan.route else None
     if ctx.ticket_id is None:
+        home = routed or ctx.mailbox
+        default_type = home.ticket_type if routed else (ctx.new_ticket_type or home.ticket_type)
         ticket_id = new_ticket(
             ctx.db, ctx.message, sender, ctx.now,
-            ticket_type=plan.ticket_type or ctx.new_ticket_type or ctx.mailbox.ticket_type,
+            ticket_type=plan.ticket_type or default_type,
             summary=clean_summary(ctx.message.subject, ctx.mailbox.ticket_id_tags),
-            mailbox=ctx.mailbox.name,
+            mailbox=home.name,
             agent_id=planned_agent(ctx.db, plan, ctx.notes),
             extra={**planned_columns(plan),
                    "vip": is_vip(ctx.db, sender.user_id, sender.client_id)},

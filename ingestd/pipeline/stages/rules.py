@@ -4,7 +4,8 @@ A rule applies when its mailbox scope and ``when`` fit and its ``match``
 holds; its actions fill the ticket plan ``apply`` writes. ``ignore`` ends
 processing (status ``ignored``, reason ``rule:<name>``); ``route`` moves the
 message to another mailbox (its ticket type and mailbox; earlier stages are
-not run again); ``stop`` ends the list. After the last rule, a plan marked
+not run again); ``stop`` ends the list. The context's own mailbox never changes (a retried
+attempt starts from it again). After the last rule, a plan marked
 ``updates_only`` that would open a new ticket is quarantined (``updates-only``).
 Mail bound for My Inbox makes no ticket, so rules are not applied to it.
 """
@@ -49,12 +50,10 @@ def apply_rules(ctx: MessageContext) -> Outcome | None:
         ignore, route = apply_actions(rule, ctx.plan, captures, ctx.message.text)
         if ignore:
             return Outcome("ignored", "ignored", f"rule:{rule.name}")
-        if route is not None:
-            target = ctx.settings.mailbox(route)
-            if target is not None and target.name != ctx.mailbox.name:
-                ctx.notes.append(f"routed to {target.name} by rule:{rule.name}")
-                ctx.mailbox = target
-                view.mailbox = target.name
+        if route is not None and route != view.mailbox:
+            ctx.notes.append(f"routed to {route} by rule:{rule.name}")
+            ctx.plan.route = route
+            view.mailbox = route
         if rule.stop:
             break
     if ctx.plan.updates_only and ctx.ticket_id is None:

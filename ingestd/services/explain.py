@@ -1,0 +1,93 @@
+"""``explain``: what processing would do with a message, decision by decision, writing nothing.
+
+The same stages run as in a worker. The database stages run inside a
+transaction that is always rolled back (with a stand-in inbound row for the
+keys that refer to one), so users it would create, dedupe keys, tickets and
+actions are seen by the later stages and then vanish: nothing is written.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from ingestd import queue
+from ingestd.config.settings import IngestdSettings
+from ingestd.db.errors import translated
+from ingestd.errors import LimitExceeded, NotFound
+from ingestd.intake.source import NewMessage
+from ingestd.message_keys import content_key
+from ingestd.pipeline.context import MessageContext, Outcome
+from ingestd.pipeline.runner import Pipeline, run_stages
+
+
+def explain(engine: Engine, settings: IngestdSettings, mailbox_name: str, raw: bytes,
+            now: datetime, pipeline: Pipeline | None = None) -> dict[str, Any]:
+    """Every decision for ``raw`` delivered to ``mailbox_name``, in order, as a record."""
+    from ingestd.pipeline.order import PIPELINE
+
+    pipeline = pipeline or PIPELINE
+    mailbox = settings.mailbox(mailbox_name)
+    if mailbox is None:
+        raise NotFound(f"no mailbox named {mailbox_name!r} in the configuration")
+    ctx = MessageContext(inbound_id=0, raw=raw, source_key=content_key(raw), mailbox=mailbox,
+                         settings=settings, now=now)
+    try:
+        outcome = run_stages(ctx, pipeline.prepare)
+    except LimitExceeded as exc:
+        outcome = Outcome("quarantined", "quarantined", f"limit: {exc.which}")
+    if outcome is None:
+        outcome = _decide_and_forget(engine, ctx, pipeline)
+    return _record(ctx, outcome)
+
+
+def _decide_and_forget(engine: Engine, ctx: MessageContext, pipeline: Pipeline) -> Outcome:
+    stand_in = NewMessage(source="explain", source_key=ctx.source_key, mailbox=ctx.mailbox.name,
+                          raw=ctx.raw)
+    with translated("explain"), engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            ctx.inbound_id = queue.insert(conn, [stand_in.row()])[0]
+            ctx.conn = conn
+            outcome = run_stages(ctx, pipeline.decide)
+        finally:
+            ctx.conn = None
+            transaction.rollback()
+    assert outcome is not None, "the last stage always decides"
+    return outcome
+
+
+def _record(ctx: MessageContext, outcome: Outcome) -> dict[str, Any]:
+    parsed = ctx.parsed
+    record: dict[str, Any] = {"mailbox": ctx.mailbox.name}
+    if parsed is not None:
+        record["parse"] = {
+            "subject": parsed.subject, "from": parsed.from_address,
+            "from_name": parsed.from_name, "sender_header": parsed.sender_header,
+            "message_id": parsed.message_id, "attachments": len(parsed.attachments),
+            "text_chars": len(parsed.text), "defects": list(parsed.defects),
+        }
+    record["tag"] = ({"text": ctx.tag.text, "ticket_id": ctx.tag.ticket_id,
+                      "where": ctx.tag.where} if ctx.tag is not None else None)
+    sender = ctx.sender
+    record["sender"] = ({"kind": sender.kind, "address": sender.address,
+                         "user_created": sender.user_created} if sender is not None else None)
+    record["notes"] = list(ctx.notes)
+    record["rules"] = [{"rule": v.rule, "matched": v.matched, "why": v.why}
+                       for v in ctx.verdicts]
+    plan = ctx.plan
+    record["plan"] = {k: v for k, v in {
+        "type": plan.ticket_type, "priority": plan.priority, "status": plan.status,
+        "category": plan.category, "team": plan.team, "tags": plan.tags or None,
+        "fields": plan.fields or None, "assign_agent": plan.agent_address,
+        "assign_team": plan.assign_team, "route": plan.route}.items() if v is not None}
+    # Ids of rows made inside the rolled-back transaction mean nothing outside it.
+    made_here = outcome.result in ("ticket_created", "inbox_item")
+    record["outcome"] = {
+        "result": outcome.result, "status": outcome.status, "reason": outcome.reason,
+        "ticket_id": None if made_here else outcome.ticket_id,
+        "duplicate_of": outcome.duplicate_of,
+    }
+    return record
