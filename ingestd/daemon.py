@@ -68,6 +68,7 @@ async def run_until_stopped(
     engine = make_engine(settings.database)
     try:
         await asyncio.to_thread(ensure_schema, engine)
+        await asyncio.to_thread(warn_unknown_references, engine, settings)
         released = await asyncio.to_thread(release_claims_of_dead_processes, engine)
         if released:
             log.warning("daemon.released_dead_claims", messages=released)
@@ -158,6 +159,18 @@ def _workers(engine: Engine, settings: IngestdSettings, pipeline: Pipeline | Non
                       f"timeout: processing took longer than {timeout:g} s", quarantine=True)
 
     return WorkerProcesses(settings, count, on_timeout, pipeline)
+
+
+def warn_unknown_references(engine: Engine, settings: IngestdSettings) -> None:
+    """Teams and agents rules name but the directory lacks: a warning, not a refusal (the
+    directory may be imported after the rules are written)."""
+    if not settings.rules:
+        return
+    from ingestd.rules.references import unknown_references
+
+    with translated("check rules"), engine.connect() as conn:
+        for problem in unknown_references(conn, settings.rules):
+            log.warning("rules.unknown_reference", problem=problem)
 
 
 def release_claims_of_dead_processes(engine: Engine) -> list[int]:

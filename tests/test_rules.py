@@ -241,3 +241,79 @@ def test_fewest_open_assignment(rules_env: Any) -> None:
                                    .join(TICKETS, TICKETS.c.agent_id == AGENTS.c.id)
                                    .group_by(AGENTS.c.email)).all())
     assert counts == {"nina@example.com": 3, "omar@example.com": 3}
+
+
+@pytest.mark.postgres
+def test_fewest_open_stays_fair_under_concurrent_workers(
+        tmp_path: Path, pg_server: Any, start_daemon: Any) -> None:
+    """Two workers on PostgreSQL creating tickets at once for one team: the open-ticket
+    counts of the team's active agents never differ by more than one."""
+    import smtplib
+
+    from tests.conftest import new_pg_database
+    from tests.support.waiting import wait_for
+
+    _write_rules(tmp_path / "rules", """
+        - name: to-support
+          actions: [{assign: {team: Support, strategy: fewest_open}}]
+    """)
+    config = processing_config(new_pg_database(pg_server), workers=2)
+    config["rules_dir"] = "rules"
+    path = write_config(tmp_path, config)
+    import_directory(path)
+    daemon = start_daemon(path)
+    with daemon.engine.begin() as conn:
+        conn.execute(sa.insert(AGENTS), [
+            {"name": f"Agent {i}", "email": f"agent{i}@example.com", "team": "Support",
+             "admin": False, "active": True} for i in range(3)])
+    total = 40
+    with smtplib.SMTP("127.0.0.1", daemon.port, timeout=30) as client:
+        for i in range(total):
+            client.sendmail("relay@example.net", ["support@example.com"],
+                            mail(subject=f"Case {i}", sender=f"user{i}@acme.example",
+                                 body=f"case {i}"))
+
+    def processed() -> bool:
+        with daemon.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(TICKETS)
+                                ).scalar_one() == total
+
+    wait_for(processed, 60, "every case made a ticket")
+    with daemon.engine.connect() as conn:
+        counts = dict(conn.execute(
+            sa.select(AGENTS.c.email, sa.func.count(TICKETS.c.id))
+            .join(TICKETS, TICKETS.c.agent_id == AGENTS.c.id, isouter=True)
+            .where(AGENTS.c.team == "Support", AGENTS.c.active.is_(True))
+            .group_by(AGENTS.c.email)).all())
+    assert sum(counts.values()) == total
+    assert max(counts.values()) - min(counts.values()) <= 1, counts
+
+
+def test_check_strict_names_unknown_teams_and_agents(
+        tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ingestd check` accepts rules naming teams and agents the database lacks (it may be
+    empty still); `check --strict` refuses them, naming file and line, until they exist."""
+    from ingestd.cli.main import main
+
+    rules = _write_rules(tmp_path / "rules", """
+        - name: to-night-shift
+          actions: [{assign: {team: Night, strategy: fewest_open}}]
+        - name: to-omar
+          actions: [{assign: {agent: omar@example.com}}]
+    """)
+    config = processing_config(sqlite_url)
+    config["rules_dir"] = "rules"
+    path = write_config(tmp_path, config)
+    assert main(["check", "--config", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["check", "--strict", "--config", str(path)]) == 78
+    err = capsys.readouterr().err
+    assert f"{rules}:2: rule 'to-night-shift' assigns to team 'Night'" in err
+    assert f"{rules}:4: rule 'to-omar' assigns to omar@example.com" in err
+    engine = make_engine(load_settings(path).database)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(AGENTS), [
+            {"name": "Omar", "email": "omar@example.com", "team": "night", "admin": False,
+             "active": True}])
+    engine.dispose()
+    assert main(["check", "--strict", "--config", str(path)]) == 0
