@@ -32,6 +32,7 @@ from ingestd.intake.recipients import MailboxAddresses
 from ingestd.intake.smtp import SmtpService
 from ingestd.intake.sources.schedule import MailboxPollers, pulled_mailboxes
 from ingestd.pipeline.runner import Pipeline
+from ingestd.reload import RulesReloader
 from ingestd.workers.processes import WorkerProcesses
 from ingestd.workers.threads import WorkerThreads
 from ingestd.workers.worker import abandon_claim
@@ -63,8 +64,14 @@ async def run_until_stopped(
     stop: asyncio.Event,
     on_ready: Callable[[Services], None] | None = None,
     pipeline: Pipeline | None = None,
+    load: Callable[[], IngestdSettings] | None = None,
+    reload_requested: asyncio.Event | None = None,
 ) -> None:
-    """Serve until ``stop`` is set; ``on_ready`` is called once every service runs."""
+    """Serve until ``stop`` is set; ``on_ready`` is called once every service runs.
+
+    With ``load`` (how to read the configuration again), the rules are reloaded when
+    ``reload_requested`` is set (SIGHUP) and when a rule file changes.
+    """
     engine = make_engine(settings.database)
     try:
         await asyncio.to_thread(ensure_schema, engine)
@@ -89,9 +96,14 @@ async def run_until_stopped(
         # stopped before SMTP: a poll ends at its next batch, all of it committed.
         # HTTP is bound before all of them, started last (its readiness reports SMTP)
         # and stopped first: no action starts while the rest shuts down.
+        reloader = (RulesReloader(settings, load, [workers] if workers else [],
+                                  reload_requested or asyncio.Event())
+                    if load is not None else None)
         starting: list[Service] = [committer, smtp, *([workers] if workers else []),
-                                   *([pollers] if pollers else []), *([http] if http else [])]
-        stopping: list[Service] = [*([http] if http else []), *([pollers] if pollers else []),
+                                   *([pollers] if pollers else []), *([http] if http else []),
+                                   *([reloader] if reloader else [])]
+        stopping: list[Service] = [*([reloader] if reloader else []),
+                                   *([http] if http else []), *([pollers] if pollers else []),
                                    smtp, committer, *([workers] if workers else [])]
         started: list[Service] = []
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ingestd.cli import exits
@@ -21,10 +22,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_daemon(settings_from(args))
+    from ingestd.config import config_path, load_settings
+
+    path = config_path(getattr(args, "config", None))
+    return run_daemon(settings_from(args), load=lambda: load_settings(path))
 
 
-def run_daemon(settings: IngestdSettings, pipeline: Pipeline | None = None) -> int:
+def run_daemon(settings: IngestdSettings, pipeline: Pipeline | None = None,
+               load: Callable[[], IngestdSettings] | None = None) -> int:
     """Serve until SIGTERM / SIGINT; start-up failures become exit codes with their cause."""
     import asyncio
 
@@ -34,7 +39,7 @@ def run_daemon(settings: IngestdSettings, pipeline: Pipeline | None = None) -> i
     configure_logging(settings.logging)
     return_large_buffers()
     try:
-        asyncio.run(_serve(settings, pipeline))
+        asyncio.run(_serve(settings, pipeline, load))
     except SchemaOutdated as exc:
         raise CommandFailed(exits.CONFIG, str(exc)) from exc
     except ListenFailed as exc:
@@ -49,14 +54,19 @@ def run_daemon(settings: IngestdSettings, pipeline: Pipeline | None = None) -> i
     return exits.OK
 
 
-async def _serve(settings: IngestdSettings, pipeline: Pipeline | None) -> None:
+async def _serve(settings: IngestdSettings, pipeline: Pipeline | None,
+                 load: Callable[[], IngestdSettings] | None) -> None:
     import asyncio
     import signal
 
     from ingestd.daemon import run_until_stopped
 
     stop = asyncio.Event()
+    reload_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run_until_stopped(settings, stop, pipeline=pipeline)
+    # SIGHUP: reload the rules (an invalid new configuration keeps the old rules).
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+    await run_until_stopped(settings, stop, pipeline=pipeline, load=load,
+                            reload_requested=reload_requested)

@@ -99,11 +99,23 @@ class WorkerProcesses:
         self._processes: list[SpawnProcess | None] = [None] * count
         self._started_at = [0.0] * count
         self._timed_out = [False] * count
+        # Asked to finish their message and leave, to be replaced with new settings.
+        self._retiring = [False] * count
         self._identities = [""] * count
         self._supervisor: asyncio.Task[None] | None = None
         # Timed-out claims whose quarantine could not be written yet (database locked).
         self._owed: list[tuple[int, str, float]] = []
         self.restarts = 0
+
+    def reload(self, settings: IngestdSettings) -> None:
+        """Replace every worker process, each once it has finished its message, by one
+        started with ``settings`` (a process cannot be handed new settings in flight)."""
+        self._settings = settings
+        for index, process in enumerate(self._processes):
+            if process is not None and process.is_alive():
+                self._retiring[index] = True
+                process.terminate()  # SIGTERM: the worker finishes its message, then exits
+                self._wakes[index].set()
 
     async def start(self) -> None:
         for index in range(len(self._processes)):
@@ -172,6 +184,13 @@ class WorkerProcesses:
             return
         if process.is_alive():
             await self._check_timeout(index, process)
+            return
+        if self._retiring[index]:
+            self._retiring[index] = False
+            self._processes[index] = None
+            log.info("worker.replaced", worker=index, pid=process.pid)
+            if not self._stop.is_set():
+                self._spawn(index)
             return
         quick = (time.monotonic() - self._started_at[index] < _QUICK_DEATH_SECONDS
                  and not self._timed_out[index])

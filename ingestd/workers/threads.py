@@ -32,12 +32,20 @@ class WorkerThreads:
         self._stopping = threading.Event()
         self._wakes = [threading.Event() for _ in range(count)]
         self._threads: list[threading.Thread] = []
+        self._workers: list[Worker] = []
+
+    def reload(self, settings: IngestdSettings) -> None:
+        """New settings (rules) for every worker, from its next message on."""
+        self._settings = settings
+        for worker in self._workers:
+            worker.settings = settings
 
     async def start(self) -> None:
         poll = self._settings.processing.poll_interval_seconds
         for index, wake in enumerate(self._wakes):
             worker = Worker(self._engine, self._settings, worker_identity(index),
                             pipeline=self._pipeline)
+            self._workers.append(worker)
             thread = threading.Thread(
                 target=work_loop, name=f"worker-{index}", daemon=True,
                 kwargs={"worker": worker, "stopping": self._stopping.is_set,

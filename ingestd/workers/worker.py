@@ -70,7 +70,7 @@ class Worker:
     ) -> None:
         self.engine = engine
         self._engine = processing_engine(engine)
-        self._settings = settings
+        self.settings = settings
         self._processing = settings.processing
         self._pipeline = pipeline or default_pipeline()
         self.identity = identity
@@ -139,12 +139,12 @@ class Worker:
         return outcome
 
     def _context(self, claim: Claim) -> MessageContext:
-        mailbox = self._settings.mailbox(claim.mailbox)
+        mailbox = self.settings.mailbox(claim.mailbox)
         if mailbox is None:
             raise LookupError(f"mailbox {claim.mailbox!r} is not configured any more")
         return MessageContext(
             inbound_id=claim.id, raw=claim.raw, source_key=claim.source_key,
-            mailbox=mailbox, settings=self._settings, now=self._clock(),
+            mailbox=mailbox, settings=self.settings, now=self._clock(),
             skip_dedupe=claim.skip_dedupe, envelope_from=normalised_envelope(claim.envelope_from),
         )
 
