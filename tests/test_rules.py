@@ -317,3 +317,25 @@ def test_check_strict_names_unknown_teams_and_agents(
              "active": True}])
     engine.dispose()
     assert main(["check", "--strict", "--config", str(path)]) == 0
+
+
+def test_vip_from_the_client_and_set_status(rules_env: Any) -> None:
+    """A user of a VIP client makes a VIP ticket (rules can test `vip`); set_status closes
+    the new ticket; a non-VIP sender's ticket is not VIP."""
+    env = rules_env("""
+        - name: vip-closed
+          match: {vip: true, from_domain: globex.example}
+          actions: [{set_status: closed}, {add_tags: [vip]}]
+    """)
+    from ingestd.db.tables import CLIENT_DOMAINS, CLIENTS
+
+    with env.engine.begin() as conn:
+        client = conn.execute(sa.insert(CLIENTS).values(name="Globex", vip=True)
+                              .returning(CLIENTS.c.id)).scalar_one()
+        conn.execute(sa.insert(CLIENT_DOMAINS).values(client_id=client,
+                                                      domain="globex.example"))
+    row = env.deliver("", raw=mail(subject="Help", sender="bob@globex.example"))
+    ticket = env.ticket(row.ticket_id)
+    assert (ticket["vip"], ticket["status"], ticket["tags"]) == (True, "closed", ["vip"])
+    plain = env.deliver("", raw=mail(subject="Help", sender="carl@nowhere.example"))
+    assert env.ticket(plain.ticket_id)["vip"] is False
