@@ -223,3 +223,23 @@ def test_a_certificate_credential_works(
     assert _poll(engine, provider, mailbox).imported == 1
     token_calls = provider.fake.token_requests()
     assert token_calls and b"client_assertion=" in token_calls[-1].body
+
+
+def test_an_unfetchable_message_is_passed_by_after_five_polls(
+        engine: Engine, provider: GraphMailbox, capsys: pytest.CaptureFixture[str]) -> None:
+    """A message whose MIME the server never serves (Exchange's 500 for a corrupt item)
+    holds up its folder for five polls, then is passed by with an error event; the mail
+    after it is imported. Each poll counts once, however many retries it makes."""
+    import re
+
+    mailbox = provider.mailbox()
+    assert _poll(engine, provider, mailbox).status == "ok"
+    poison = provider.fake.deliver(provider.user, message("corrupt item"))
+    provider.deliver(message("later, fine"))
+    provider.fake.fail_next("GET", re.escape(poison[-16:]) + r".*\$value$", 500, times=1000)
+    reports = [_poll(engine, provider, mailbox) for _ in range(5)]
+    assert [r.status for r in reports] == ["error"] * 4 + ["ok"], reports
+    assert reports[-1].unfetchable == 1
+    assert [r.subject for r in stored(engine, mailbox.name)] == ["later, fine"]
+    captured = capsys.readouterr()
+    assert "mailbox.message_unfetchable" in captured.out + captured.err

@@ -127,6 +127,9 @@ def auth_command(args: argparse.Namespace) -> int:
         print(text, file=sys.stderr, flush=True)
 
     if args.paste:
+        if not args.port:
+            raise CommandFailed(exits.USAGE, "--paste needs a fixed --port (the redirect "
+                                             "address must be known in advance)")
         credentials = gmail_consent.consent_by_paste(gmail, args.port, show, sys.stdin.readline)
     else:
         credentials = gmail_consent.consent_locally(gmail, args.port, show)

@@ -285,6 +285,9 @@ class MailboxCheckpoint(SQLModel, table=True):
     updated_at: datetime | None = _ts()
     # The last poll that found this cursor valid (updated even when no mail came).
     checked_at: datetime | None = _ts()
+    # Provider id -> polls in a row whose fetch of it failed (cleared when the cursor moves).
+    fetch_failures: dict[str, int] | None = Field(
+        default=None, sa_column=sa.Column(sa.JSON, nullable=True))
 
 
 metadata = SQLModel.metadata

@@ -50,7 +50,8 @@ def _upsert(dialect: str) -> sa.Insert:
     return stmt.on_conflict_do_update(
         index_elements=["mailbox", "folder"],
         set_={"cursor": stmt.excluded.cursor, "since": stmt.excluded.since,
-              "updated_at": stmt.excluded.updated_at, "checked_at": stmt.excluded.checked_at})
+              "updated_at": stmt.excluded.updated_at, "checked_at": stmt.excluded.checked_at,
+              "fetch_failures": stmt.excluded.fetch_failures})
 
 
 def save(conn: sa.Connection, mailbox: str, folder: str, checkpoint: FolderCheckpoint,
@@ -59,5 +60,20 @@ def save(conn: sa.Connection, mailbox: str, folder: str, checkpoint: FolderCheck
     conn.execute(_upsert(conn.dialect.name), {
         "mailbox": mailbox, "folder": folder, "since": checkpoint.since,
         "cursor": json.dumps(checkpoint.cursor, sort_keys=True),
-        "updated_at": now, "checked_at": now,
+        "updated_at": now, "checked_at": now, "fetch_failures": None,
     })
+
+
+def count_fetch_failure(conn: sa.Connection, mailbox: str, folder: str,
+                        provider_id: str) -> int:
+    """One more poll that could not fetch ``provider_id``; the count so far (0: no
+    checkpoint to keep it in yet, as in a first connection's backfill)."""
+    row = conn.execute(sa.select(C.fetch_failures).where(
+        C.mailbox == mailbox, C.folder == folder)).first()
+    if row is None:
+        return 0
+    failures = dict(row.fetch_failures or {})
+    failures[provider_id] = int(failures.get(provider_id, 0)) + 1
+    conn.execute(sa.update(MAILBOX_CHECKPOINTS).where(C.mailbox == mailbox, C.folder == folder)
+                 .values(fetch_failures=failures))
+    return int(failures[provider_id])

@@ -18,6 +18,7 @@ import base64
 import contextlib
 import json
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -26,13 +27,19 @@ from ingestd.config.pulls import GmailSettings
 from ingestd.errors import CredentialsRejected, CursorLost, SourceRefused, SourceUnavailable
 from ingestd.intake.sources.identity import message_keys_of
 from ingestd.intake.sources.pull import Cursor, Fetched, Listed, Listing, MessageKeys
+from ingestd.intake.sources.retry import retry_after_seconds
 
 if TYPE_CHECKING:
     import httplib2
 
 SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
 # Google documents either status for its rate limits.
-_RATE_LIMITED = {"rateLimitExceeded", "userRateLimitExceeded", "backendError"}
+_RATE_LIMITED = {"rateLimitExceeded", "userRateLimitExceeded", "backendError",
+                 "dailyLimitExceeded", "quotaExceeded", "limitExceeded"}
+# 403 reasons only an administrator can fix: the mailbox shows needs_reauth.
+_NEEDS_A_PERSON = {"insufficientPermissions", "forbidden", "domainPolicy",
+                   "accessNotConfigured", "delegationDenied", "failedPrecondition",
+                   "PERMISSION_DENIED"}
 _PAGE = 500
 _SKIPPED_LABELS = {"DRAFT"}
 
@@ -43,6 +50,7 @@ class GmailSource:
     def __init__(self, settings: GmailSettings) -> None:
         self.settings = settings
         self._http: httplib2.Http | None = None
+        self._aborted = threading.Event()
 
     @property
     def where(self) -> str:
@@ -55,7 +63,8 @@ class GmailSource:
         from googleapiclient.discovery import build
 
         credentials = self._credentials()
-        raw_http = httplib2.Http(timeout=self.settings.timeout_seconds)
+        self._aborted.clear()
+        raw_http = _abortable_http(httplib2, self.settings.timeout_seconds, self._aborted)
         self._http = raw_http
         authorized = google_auth_httplib2.AuthorizedHttp(credentials, http=raw_http)
         options = ({"api_endpoint": self.settings.api_endpoint}
@@ -68,6 +77,7 @@ class GmailSource:
         return connection
 
     def abort(self) -> None:
+        self._aborted.set()
         http = self._http
         if http is None:
             return
@@ -121,22 +131,39 @@ class GmailConnection:
 
     def list_new(self, folder: str, cursor: Cursor) -> Listing:
         ids: dict[str, None] = {}
-        request = self._users.history().list(
-            userId="me", startHistoryId=str(cursor["history_id"]),
-            historyTypes=["messageAdded"], labelId=folder, maxResults=_PAGE)
+        # labelAdded too: mail rescued from Spam, or filed elsewhere by a filter and moved
+        # into the label later, is new to this label even though it is not new to Gmail.
+        query = {"userId": "me", "startHistoryId": str(cursor["history_id"]),
+                 "historyTypes": ["messageAdded", "labelAdded"], "labelId": folder,
+                 "maxResults": _PAGE}
+        request: Any = self._users.history().list(**query)
         last_history_id = str(cursor["history_id"])
         while request is not None:
             page = self._call("users.history.list", request, cursor_call=True)
             for record in page.get("history", ()):
                 for added in record.get("messagesAdded", ()):
-                    message = added.get("message", {})
-                    labels = set(message.get("labelIds", ()))
-                    if "id" in message and not labels & _SKIPPED_LABELS:
-                        ids[str(message["id"])] = None
+                    self._take(added.get("message", {}), folder, ids, require_label=False)
+                for labelled in record.get("labelsAdded", ()):
+                    if folder in labelled.get("labelIds", ()):
+                        self._take(labelled.get("message", {}), folder, ids,
+                                   require_label=True)
             last_history_id = str(page.get("historyId", last_history_id))
-            request = self._users.history().list_next(request, page)
+            # Not list_next(): it cannot rebuild a query with a repeated parameter
+            # (historyTypes), and raises ValueError on the second page.
+            token = page.get("nextPageToken")
+            request = self._users.history().list(**query, pageToken=token) if token else None
         # Gmail cannot resume inside a history listing: only the whole moves the cursor.
         return Listing([Listed(i) for i in ids], {"history_id": last_history_id})
+
+    @staticmethod
+    def _take(message: dict[str, Any], folder: str, ids: dict[str, None], *,
+              require_label: bool) -> None:
+        labels = set(message.get("labelIds", ()))
+        if "id" not in message or labels & _SKIPPED_LABELS:
+            return
+        if require_label and labels and folder not in labels:
+            return  # moved in and out again before this poll
+        ids[str(message["id"])] = None
 
     def list_since(self, folder: str, since: datetime) -> Listing:
         # The cursor comes first: whatever arrives while we list is in the next history.
@@ -168,12 +195,17 @@ class GmailConnection:
     def fetch(self, folder: str, provider_ids: Sequence[str], max_bytes: int
               ) -> Iterator[Fetched]:
         for pid in provider_ids:
-            message = self._get(pid, format="raw")
-            if message is None:  # deleted between the listing and now: gone at the source
+            # The size first: a raw download is base64 in JSON, several times the message
+            # in memory, and must not happen for one over the limit.
+            minimal = self._get(pid, format="minimal")
+            if minimal is None:  # deleted between the listing and now: gone at the source
                 continue
-            size = int(message.get("sizeEstimate") or 0)
+            size = int(minimal.get("sizeEstimate") or 0)
             if size > max_bytes:
                 yield Fetched(pid, b"", too_large=size)
+                continue
+            message = self._get(pid, format="raw")
+            if message is None:
                 continue
             raw = _raw_bytes(message.get("raw", ""))
             if len(raw) > max_bytes:
@@ -199,6 +231,28 @@ class GmailConnection:
         return result
 
 
+def _abortable_http(httplib2: Any, timeout: float, aborted: threading.Event) -> Any:
+    """An httplib2 client that opens no connection once aborted. httplib2 takes a dropped
+    connection for a stale one and silently sends the request again: after abort() that
+    second connect must fail, or a stopping daemon would wait out another timeout."""
+
+    class Abortable(httplib2.Http):  # type: ignore[misc]
+        def _conn_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+            if aborted.is_set():
+                raise ConnectionAbortedError("the poll was stopped")
+            connect = conn.connect
+
+            def guarded_connect() -> Any:
+                if aborted.is_set():
+                    raise ConnectionAbortedError("the poll was stopped")
+                return connect()
+
+            conn.connect = guarded_connect
+            return super()._conn_request(conn, *args, **kwargs)
+
+    return Abortable(timeout=timeout)
+
+
 class _Missing(Exception):
     """A 404 for a message: deleted since it was listed."""
 
@@ -215,14 +269,14 @@ def translated_call(where: str, what: str, run: Callable[[], Any], *, cursor_cal
         status = int(exc.resp.status)
         reason = _reason(exc)
         text = f"{where}: {what}: HTTP {status} {reason or ''}".rstrip()
-        retry_after = _seconds(exc.resp.get("retry-after"))
+        retry_after = retry_after_seconds(exc.resp.get("retry-after"))
         if status == 404 and cursor_call:
             raise CursorLost(f"{what}: the stored historyId is no longer valid") from exc
         if status == 404 and missing_ok:
             raise _Missing() from exc
         if status == 429 or status >= 500 or (status == 403 and reason in _RATE_LIMITED):
             raise SourceUnavailable(text, retry_after=retry_after) from exc
-        if status in (401, 403):
+        if status == 401 or (status == 403 and reason in _NEEDS_A_PERSON):
             raise CredentialsRejected(text) from exc
         raise SourceRefused(text) from exc
     except auth_errors.RefreshError as exc:
@@ -245,17 +299,11 @@ def _reason(exc: Any) -> str | None:
     try:
         body = json.loads(exc.content)
         errors = body.get("error", {}).get("errors") or []
-        if errors:
-            return str(errors[0].get("reason"))
-        return str(body.get("error", {}).get("status")) or None
+        if errors and errors[0].get("reason"):
+            return str(errors[0]["reason"])
+        status = body.get("error", {}).get("status")
+        return str(status) if status else None
     except (ValueError, AttributeError, TypeError):
-        return None
-
-
-def _seconds(value: object) -> float | None:
-    try:
-        return max(0.0, float(str(value))) if value is not None else None
-    except ValueError:
         return None
 
 

@@ -25,6 +25,8 @@ from ingestd.config.pulls import GmailSettings
 from ingestd.errors import CredentialsRejected, InvalidRequest
 from ingestd.intake.sources.gmail import SCOPE
 
+_WAIT_FOR_BROWSER_SECONDS = 600
+
 
 def client_config(settings: GmailSettings) -> dict[str, Any]:
     """The OAuth client's JSON (Google Cloud console, "Desktop app"), token URI overridden."""
@@ -71,10 +73,17 @@ def consent_locally(settings: GmailSettings, port: int, show: Callable[[str], No
 
     flow = InstalledAppFlow.from_client_config(client_config(settings), scopes=[SCOPE])
     show(f"Waiting on http://127.0.0.1:{port or '(a free port)'}/ for the browser to come back.")
-    return flow.run_local_server(
-        host="127.0.0.1", port=port, open_browser=False, access_type="offline",
-        prompt="consent",
-        authorization_prompt_message="Open this address in a browser on this machine: {url}")
+    try:
+        return flow.run_local_server(
+            host="127.0.0.1", port=port, open_browser=False, access_type="offline",
+            prompt="consent", timeout_seconds=_WAIT_FOR_BROWSER_SECONDS,
+            authorization_prompt_message="Open this address in a browser on this machine: "
+                                         "{url}")
+    except (AttributeError, TypeError) as exc:
+        # No request came back in time (the local server then has no address to read).
+        raise InvalidRequest(f"the browser did not come back within "
+                             f"{_WAIT_FOR_BROWSER_SECONDS // 60} minutes; run it again "
+                             "(or use --paste)") from exc
 
 
 def _fetch(flow: Any, response: str) -> Any:

@@ -16,7 +16,10 @@ for the next polls so its token cache spares the token endpoint.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import socket
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,6 +34,7 @@ from ingestd.config.pulls import GraphSettings
 from ingestd.errors import CredentialsRejected, CursorLost, SourceRefused, SourceUnavailable
 from ingestd.intake.sources.identity import message_keys_of
 from ingestd.intake.sources.pull import Cursor, Fetched, Listed, Listing, MessageKeys
+from ingestd.intake.sources.retry import retry_after_seconds
 from ingestd.intake.sources.secrets import read_secret
 
 log = structlog.get_logger("ingestd.pull")
@@ -45,6 +49,9 @@ _CURSOR_GONE = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
 _REFUSED = {"invalid_client", "invalid_grant", "unauthorized_client", "invalid_request",
             "invalid_scope", "access_denied"}
 _SECRET_WARNING_DAYS = 30
+_MSAL_THROTTLE_SECONDS = 5.0
+# Microsoft caps a $filter-ed message delta round at this many messages.
+_FILTERED_DELTA_CAP = 5000
 
 
 class GraphSource:
@@ -56,6 +63,8 @@ class GraphSource:
         self._session: requests.Session | None = None
         self._warned_on: date | None = None
         self._lock = threading.Lock()
+        self._aborted = threading.Event()
+        self._credential_fingerprint = ""
 
     @property
     def graph_url(self) -> str:
@@ -66,16 +75,19 @@ class GraphSource:
         return f"Microsoft Graph {self.graph_url} ({self.settings.user})"
 
     def connect(self) -> GraphConnection:
+        self._aborted.clear()
         self._warn_secret_expiry()
         session = self._http()
         token = self._token()
         return GraphConnection(self, session, token)
 
     def abort(self) -> None:
+        # Checked before every Graph request, so a round of many pages ends at the next
+        # one; the request already waiting on the network has its socket shut.
+        self._aborted.set()
         session = self._session
-        if session is not None:
-            with contextlib.suppress(Exception):
-                session.close()
+        if isinstance(session, _TimedSession):
+            session.tracker.shut_down()
 
     # --- identity -----------------------------------------------------------------------
 
@@ -90,8 +102,6 @@ class GraphSource:
         return self._session
 
     def _application(self) -> Any:
-        if self._app is not None:
-            return self._app
         s = self.settings
         if s.certificate_file is not None:
             try:
@@ -99,9 +109,17 @@ class GraphSource:
             except OSError as exc:
                 raise CredentialsRejected(f"certificate_file {s.certificate_file}: "
                                           f"{exc.strerror or exc}") from exc
+            _check_private_key(key, s.certificate_file)
             credential: Any = {"private_key": key, "thumbprint": s.certificate_thumbprint}
         else:
             credential = read_secret(s.client_secret_file, s.client_secret_env, "client secret")
+        # Read at every connection: a rotated secret (or certificate) in its file makes a
+        # new application; an unchanged one keeps the old, and its token cache.
+        fingerprint = hashlib.sha256(repr(credential).encode()).hexdigest()
+        if self._app is not None and fingerprint == self._credential_fingerprint:
+            return self._app
+        self._app = None
+        self._credential_fingerprint = fingerprint
         authority = f"{s.authority or AUTHORITY}/{s.tenant_id}"
         try:
             # Fetches the authority's OpenID configuration: the network, so retried.
@@ -126,15 +144,20 @@ class GraphSource:
             try:
                 result = app.acquire_token_for_client(scopes=[SCOPE])
             except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:
-                raise SourceUnavailable(f"{self.where}: token endpoint: {exc}") from exc
+                # msal answers again from its own memory of a 429 / 5xx until its
+                # Retry-After (5 s unless said) has passed: waiting less retries nothing.
+                raise SourceUnavailable(f"{self.where}: token endpoint: {exc}",
+                                        retry_after=_MSAL_THROTTLE_SECONDS) from exc
         if "access_token" in result:
             return str(result["access_token"])
         error = str(result.get("error") or "unknown_error")
         text = f"{self.where}: token refused: {error}: " \
                f"{str(result.get('error_description') or '')[:200]}"
         if error in _REFUSED:
+            # The next connection reads the secret file again and builds a new application.
+            self._app = None
             raise CredentialsRejected(text)
-        raise SourceUnavailable(text)
+        raise SourceUnavailable(text, retry_after=_MSAL_THROTTLE_SECONDS)
 
     def _warn_secret_expiry(self) -> None:
         today = datetime.now(UTC).date()
@@ -172,6 +195,11 @@ class GraphConnection:
         url = self._initial(folder, select="id,receivedDateTime",
                             extra=f"&$filter=receivedDateTime%20ge%20{moment}")
         ids, delta_link = self._round(url)
+        if len(ids) >= _FILTERED_DELTA_CAP:
+            log.error("mailbox.backfill_capped", graph_user=self._settings.user, folder=folder,
+                      since=moment, listed=len(ids),
+                      detail=f"Graph lists at most {_FILTERED_DELTA_CAP} messages in a "
+                             "filtered delta round; older mail of the window was not listed")
         return Listing([Listed(i) for i in ids], {"delta_link": delta_link})
 
     def message_keys(self, folder: str, provider_ids: Sequence[str]) -> dict[str, MessageKeys]:
@@ -238,6 +266,8 @@ class GraphConnection:
             url = str(next_link)
 
     def _get(self, url: str, *, missing_ok: bool = False, stream: bool = False) -> Any:
+        if self._source._aborted.is_set():
+            raise SourceUnavailable(f"{self._source.where}: the poll was stopped")
         if not _same_origin(url, self._base):
             # A link elsewhere never gets our token.
             raise SourceRefused(f"{self._source.where}: refusing to follow a link to {url}")
@@ -268,11 +298,42 @@ class GraphConnection:
         if status == 404 and missing_ok:
             return None
         if status in (429, 503, 504) or status >= 500:
-            raise SourceUnavailable(text, retry_after=_seconds(
+            raise SourceUnavailable(text, retry_after=retry_after_seconds(
                 response.headers.get("Retry-After")))
         if status in (401, 403):
             raise CredentialsRejected(text)
         raise SourceRefused(text)
+
+
+class _TrackingAdapter(requests.adapters.HTTPAdapter):
+    """Remembers the connections its pools hand out, so abort() can shut a socket that a
+    poll thread is blocked reading (closing the session would leave that one alone)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:
+        pool: Any = super().get_connection_with_tls_context(*args, **kwargs)
+        if not getattr(pool, "_ingestd_tracked", False):
+            take = pool._get_conn
+            seen = self.connections
+
+            def tracked_get_conn(*a: Any, **k: Any) -> Any:
+                connection = take(*a, **k)
+                seen.add(connection)
+                return connection
+
+            pool._get_conn = tracked_get_conn
+            pool._ingestd_tracked = True
+        return pool
+
+    def shut_down(self) -> None:
+        for connection in list(self.connections):
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 class _TimedSession(requests.Session):
@@ -281,10 +342,24 @@ class _TimedSession(requests.Session):
     def __init__(self, timeout: float) -> None:
         super().__init__()
         self._timeout = timeout
+        self.tracker = _TrackingAdapter()
+        self.mount("https://", self.tracker)
+        self.mount("http://", self.tracker)
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("timeout", self._timeout)
         return super().request(*args, **kwargs)
+
+
+def _check_private_key(pem: str, path: Path) -> None:
+    """A certificate's key that cannot be used is the admin's to fix: needs_reauth."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise CredentialsRejected(f"certificate_file {path}: not a usable PEM private key "
+                                  f"({type(exc).__name__})") from exc
 
 
 def _same_origin(url: str, base: str) -> bool:
@@ -299,8 +374,3 @@ def _error_code(response: Any) -> str | None:
         return None
 
 
-def _seconds(value: object) -> float | None:
-    try:
-        return max(0.0, float(str(value))) if value is not None else None
-    except ValueError:
-        return None

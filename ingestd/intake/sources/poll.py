@@ -36,6 +36,7 @@ from ingestd.errors import (
     IngestdError,
     LeaseLost,
     SourceRefused,
+    SourceUnavailable,
     first_line,
 )
 from ingestd.intake.source import NewMessage, commit_messages
@@ -51,6 +52,8 @@ log = structlog.get_logger("ingestd.pull")
 
 # Ids per IN (...) query when looking for what is already stored.
 _LOOKUP_CHUNK = 500
+# Polls in a row that fail to fetch one message before it is passed by.
+_UNFETCHABLE_AFTER = 5
 
 
 @dataclass
@@ -63,6 +66,8 @@ class PollReport:
     known: int = 0
     # Over max_message_size: not downloaded, left at the source, logged.
     too_large: int = 0
+    # Failed to fetch in _UNFETCHABLE_AFTER polls in a row: passed by, logged.
+    unfetchable: int = 0
     resynced: list[str] = field(default_factory=list)
     backfilled: list[str] = field(default_factory=list)
     held_by: str | None = None
@@ -70,7 +75,8 @@ class PollReport:
 
     def record(self) -> dict[str, object]:
         return {"mailbox": self.mailbox, "status": self.status, "imported": self.imported,
-                "known": self.known, "too_large": self.too_large, "resynced": self.resynced,
+                "known": self.known, "too_large": self.too_large,
+                "unfetchable": self.unfetchable, "resynced": self.resynced,
                 "backfilled": self.backfilled,
                 "held_by": self.held_by, "error": self.error}
 
@@ -90,6 +96,8 @@ class Poller:
     # What SMTP would refuse (smtp.max_message_size) is not downloaded either.
     max_message_bytes: int = 26_214_400
 
+    _counted: set[tuple[str, str]] = field(default_factory=set, init=False, repr=False)
+
     def abort(self) -> None:
         """Stop now (another thread): set the stop flag and drop the open connection."""
         self.stop.set()
@@ -98,6 +106,7 @@ class Poller:
     def poll(self) -> PollReport:
         """Poll once; every failure is in the report (and the mailbox's state), never raised."""
         name = self.mailbox.name
+        self._counted = set()
         report = PollReport(name)
         lease = MailboxLease(self.engine, name, self.source.kind, self.identity,
                              seconds=2 * self.mailbox.poll_interval, clock=self.clock)
@@ -241,22 +250,64 @@ class Poller:
             if wanted and listing.renamed:
                 wanted = self._not_known_by_headers(connection, folder, wanted)
             report.known += len(chunk) - len(wanted)
-            messages = []
-            for fetched in connection.fetch(folder, wanted, self.max_message_bytes) \
-                    if wanted else ():
-                if fetched.too_large is None:
-                    messages.append(self._message(fetched.provider_id, fetched.raw))
-                    continue
-                # Left at the source (a copy, nothing is lost there); said once, loudly,
-                # since the cursor moves past it.
-                report.too_large += 1
-                log.error("mailbox.message_too_large", mailbox=self.mailbox.name,
-                          folder=folder, provider_id=fetched.provider_id,
-                          size=fetched.too_large, limit=self.max_message_bytes)
+            messages = (self._fetch(connection, folder, wanted, lease, report)
+                        if wanted else [])
             cursor = listing.cursor_after if last else chunk[-1].cursor
             checkpoint = FolderCheckpoint(cursor, since) if cursor is not None else None
             self._commit(messages, lease, folder, checkpoint)
             report.imported += len(messages)
+
+    def _fetch(self, connection: PullConnection, folder: str, wanted: list[str],
+               lease: MailboxLease, report: PollReport) -> list[NewMessage]:
+        """The batch's messages. When the batch fails, each message is tried alone; one that
+        fails alone in _UNFETCHABLE_AFTER polls in a row is passed by (logged, left at the
+        source) instead of holding up every message after it for ever."""
+        try:
+            return self._fetched(connection, folder, wanted, report)
+        except (SourceUnavailable, SourceRefused):
+            if self.stop.is_set():
+                raise
+            if len(wanted) == 1:
+                if self._count_failure(folder, wanted[0], lease, report):
+                    return []
+                raise
+        messages = []
+        for provider_id in wanted:
+            messages.extend(self._fetch(connection, folder, [provider_id], lease, report))
+        return messages
+
+    def _count_failure(self, folder: str, provider_id: str, lease: MailboxLease,
+                       report: PollReport) -> bool:
+        """Count this poll's failure to fetch ``provider_id``; True: give up on it."""
+        if (folder, provider_id) in self._counted:
+            return False  # once per poll, however many retries it takes
+        self._counted.add((folder, provider_id))
+        with translated("count a failed fetch"), self.engine.begin() as conn:
+            lease.renew(conn)
+            failures = checkpoints.count_fetch_failure(conn, self.mailbox.name, folder,
+                                                       provider_id)
+        if failures < _UNFETCHABLE_AFTER:
+            return False
+        report.unfetchable += 1
+        log.error("mailbox.message_unfetchable", mailbox=self.mailbox.name, folder=folder,
+                  provider_id=provider_id, polls=failures,
+                  detail="passed by; it stays at the source")
+        return True
+
+    def _fetched(self, connection: PullConnection, folder: str, wanted: list[str],
+                 report: PollReport) -> list[NewMessage]:
+        messages = []
+        for fetched in connection.fetch(folder, wanted, self.max_message_bytes):
+            if fetched.too_large is None:
+                messages.append(self._message(fetched.provider_id, fetched.raw))
+                continue
+            # Left at the source (a copy, nothing is lost there); said once, loudly,
+            # since the cursor moves past it.
+            report.too_large += 1
+            log.error("mailbox.message_too_large", mailbox=self.mailbox.name,
+                      folder=folder, provider_id=fetched.provider_id,
+                      size=fetched.too_large, limit=self.max_message_bytes)
+        return messages
 
     def _message(self, provider_id: str, raw: bytes) -> NewMessage:
         kind, name = self.source.kind, self.mailbox.name

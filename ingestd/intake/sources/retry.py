@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import structlog
@@ -26,6 +28,24 @@ from ingestd.errors import SourceUnavailable
 
 log = structlog.get_logger("ingestd.pull")
 T = TypeVar("T")
+
+
+def retry_after_seconds(value: object) -> float | None:
+    """A Retry-After header in seconds: a number, or an HTTP date (RFC 9110 10.2.3)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 class PollStopped(Exception):
