@@ -27,6 +27,10 @@ def register(subparsers: Parsers) -> None:
     add_config_option(parser)
     parser.add_argument("--mailbox", required=True, metavar="NAME")
     parser.add_argument("file", metavar="FILE", help="an .eml file, or - for stdin")
+    parser.add_argument("--as-new", action="store_true",
+                        help="skip the duplicate check (explain a message already stored)")
+    parser.add_argument("--envelope-from", metavar="ADDRESS",
+                        help="the SMTP MAIL FROM it came with (as `ingest` takes it)")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=explain_command)
 
@@ -41,7 +45,8 @@ def explain_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandFailed(exits.NOINPUT, f"cannot read {args.file}: {exc.strerror}") from exc
     with database(settings) as engine:
-        record = explain(engine, settings, args.mailbox, raw, utcnow())
+        record = explain(engine, settings, args.mailbox, raw, utcnow(), as_new=args.as_new,
+                         envelope_from=args.envelope_from)
     if args.json:
         print_json(record)
     else:

@@ -25,6 +25,8 @@ class LocatedDocument:
     file: str
     data: Any
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    # Values read so far (bounded by MAX_NODES).
+    nodes: int = 0
 
     def line_of(self, path: KeyPath) -> int | None:
         """The line of ``path``, or of its nearest ancestor that has one."""
@@ -48,6 +50,10 @@ def format_path(path: KeyPath) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+# A configuration or rule file has hundreds of values; this many is an attack or a mistake.
+MAX_NODES = 100_000
 
 
 def load_located(path: Path) -> LocatedDocument:
@@ -80,6 +86,11 @@ def parse_located(text: str, filename: str) -> LocatedDocument:
 
 
 def _convert(node: yaml.Node, path: KeyPath, doc: LocatedDocument, ctor: yaml.SafeLoader) -> Any:
+    doc.nodes += 1
+    if doc.nodes > MAX_NODES:
+        # Aliases can make a few hundred bytes expand to millions of values.
+        raise YamlSyntaxError(Problem(doc.file, node.start_mark.line + 1, format_path(path),
+                                      f"more than {MAX_NODES} values (aliases expanding?)"))
     doc.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}

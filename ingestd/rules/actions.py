@@ -69,12 +69,12 @@ def fill(template: str, captures: dict[str, str]) -> str:
 def between(body: str, start: str, end: str) -> str | None:
     """The text between the first ``start`` and the next ``end`` (case-insensitive), trimmed;
     None when either marker is missing."""
-    lowered = body.casefold()
-    begin = lowered.find(start.casefold())
-    if begin < 0:
+    # Searched in the body itself: case folding changes lengths ("ß" → "ss"), so positions
+    # found in a folded copy would cut the original in the wrong place.
+    opening = re.search(re.escape(start), body, re.IGNORECASE)
+    if opening is None:
         return None
-    begin += len(start)
-    finish = lowered.find(end.casefold(), begin)
-    if finish < 0:
+    closing = re.compile(re.escape(end), re.IGNORECASE).search(body, opening.end())
+    if closing is None:
         return None
-    return body[begin:finish].strip()
+    return body[opening.end():closing.start()].strip()

@@ -8,6 +8,15 @@ from typing import Any
 from ingestd.rules.model import Condition, Test
 from ingestd.rules.view import MessageView
 
+# A regular expression sees at most this much of a value, for at most this long.
+REGEX_TEXT_CHARS = 256 * 1024
+REGEX_SECONDS = 0.25
+
+
+class RegexTimeout(Exception):
+    """A rule's regex ran out of time on this message; the rule does not match."""
+
+
 _TEXT_FIELDS = ("mailbox", "from_address", "from_domain", "to", "cc", "to_or_cc", "subject",
                 "body", "attachment_name", "sender_kind")
 
@@ -24,8 +33,8 @@ def holds(condition: Condition, view: MessageView, captures: dict[str, str]) -> 
     if condition.vip is not None and condition.vip != view.vip:
         return False, f"vip is {view.vip}"
     if condition.has_attachment is not None and \
-            condition.has_attachment != bool(view.message.attachments):
-        return False, f"has_attachment is {bool(view.message.attachments)}"
+            condition.has_attachment != bool(view.attachments):
+        return False, f"has_attachment is {bool(view.attachments)}"
     for part in condition.all or ():
         ok, why = holds(part, view, captures)
         if not ok:
@@ -33,8 +42,11 @@ def holds(condition: Condition, view: MessageView, captures: dict[str, str]) -> 
     if condition.any is not None:
         reasons = []
         for part in condition.any:
-            ok, why = holds(part, view, captures)
+            # A branch that fails keeps none of its captures.
+            branch = dict(captures)
+            ok, why = holds(part, view, branch)
             if ok:
+                captures.update(branch)
                 break
             reasons.append(why)
         else:
@@ -49,13 +61,18 @@ def holds(condition: Condition, view: MessageView, captures: dict[str, str]) -> 
 def passes(test: Test, values: Sequence[str], captures: dict[str, str]) -> bool:
     """A test on several values holds if one value passes (negated: if none does)."""
     operator, negated, operand = test.operator
-    hit = any(_one(operator, operand, value, captures) for value in values)
+    hit = any(_one(test, operator, operand, value, captures) for value in values)
     return not hit if negated else hit
 
 
-def _one(operator: str, operand: Any, value: str, captures: dict[str, str]) -> bool:
+def _one(test: Test, operator: str, operand: Any, value: str,
+         captures: dict[str, str]) -> bool:
     if operator == "matches":
-        found = operand.search(value)
+        try:
+            found = test.pattern.search(value[:REGEX_TEXT_CHARS], timeout=REGEX_SECONDS)
+        except TimeoutError:
+            # A pattern that backtracks without end on this text: no match, and it says so.
+            raise RegexTimeout(operand) from None
         if found is None:
             return False
         captures.update({k: v for k, v in found.groupdict().items() if v is not None})
@@ -81,5 +98,5 @@ def _label(name: str) -> str:
 
 def _describe(test: Test) -> str:
     operator, negated, operand = test.operator
-    shown = operand.pattern if operator == "matches" else operand
+    shown = operand
     return f"{'not_' if negated else ''}{operator} {shown!r}"

@@ -33,8 +33,8 @@ def load_rules(directory: Path, mailboxes: Iterable[str]) -> tuple[Rule, ...]:
     seen: dict[str, str] = {}
     for path in sorted(directory.glob("*.yaml")):
         doc = read_located(path, ConfigError)
-        if doc.data is None:
-            continue  # an empty file: no rules
+        if not doc.data:
+            continue  # an empty file (or only comments): no rules
         if not isinstance(doc.data, list):
             problems.append(doc.problem((), "a rule file is a list of rules (- name: ...)"))
             continue
@@ -59,6 +59,8 @@ def _rule(doc: LocatedDocument, index: int, data: Any, known: set[str]
     where = f"{doc.file}:{doc.line_of((index,)) or 1}"
     if not isinstance(data, dict):
         return None, [doc.problem((index,), "a rule is a mapping (name, match, actions ...)")]
+    if "source" in data:
+        return None, [doc.problem((index, "source"), "unknown key (see README 'Rules')")]
     try:
         rule = Rule.model_validate({**data, "source": where})
     except ValidationError as exc:

@@ -14,11 +14,12 @@ A file is a list of rules::
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import regex
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+_SENDER_KINDS = {"agent", "user", "supplier", "unknown"}
 _OPERATORS = ("equals", "contains", "starts_with", "ends_with", "any_of", "matches")
 
 
@@ -35,13 +36,16 @@ class Test(_Frozen):
     starts_with: str | None = None
     ends_with: str | None = None
     any_of: tuple[str, ...] | None = None
-    matches: re.Pattern[str] | None = None
+    matches: str | None = None
     not_equals: str | None = None
     not_contains: str | None = None
     not_starts_with: str | None = None
     not_ends_with: str | None = None
     not_any_of: tuple[str, ...] | None = None
-    not_matches: re.Pattern[str] | None = None
+    not_matches: str | None = None
+    # The compiled `matches` / `not_matches`: the `regex` module, whose searches take a
+    # timeout (an admin's pattern must not let a hostile body stall processing).
+    _pattern: Any = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -51,15 +55,24 @@ class Test(_Frozen):
             return {"equals": value}
         return value
 
-    @field_validator("matches", "not_matches", mode="before")
+    @field_validator("matches", "not_matches")
     @classmethod
-    def _compiles(cls, value: Any) -> Any:
-        if isinstance(value, str):
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
             try:
-                return re.compile(value)
-            except re.error as exc:
+                regex.compile(value)
+            except regex.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from exc
         return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        source = self.matches if self.matches is not None else self.not_matches
+        if source is not None:
+            self._pattern = regex.compile(source)
+
+    @property
+    def pattern(self) -> Any:
+        return self._pattern
 
     @model_validator(mode="after")
     def _one_operator(self) -> Test:
@@ -92,13 +105,27 @@ class Condition(_Frozen):
     subject: Test | None = None
     body: Test | None = None
     attachment_name: Test | None = None
-    sender_kind: Test | None = None
+    sender_kind: Test | None = None  # agent | user | supplier | unknown
     headers: dict[str, Test] | None = None
     vip: bool | None = None
     has_attachment: bool | None = None
-    all: tuple[Condition, ...] | None = None
-    any: tuple[Condition, ...] | None = None
+    all: tuple[Condition, ...] | None = Field(default=None, min_length=1)
+    any: tuple[Condition, ...] | None = Field(default=None, min_length=1)
     not_: Condition | None = Field(default=None, alias="not")
+
+    @field_validator("sender_kind")
+    @classmethod
+    def _kinds(cls, test: Test | None) -> Test | None:
+        if test is None:
+            return None
+        _, _, operand = test.operator
+        values = operand if isinstance(operand, tuple) else (operand,)
+        if test.pattern is None:
+            unknown = [v for v in values if str(v).lower() not in _SENDER_KINDS]
+            if unknown:
+                raise ValueError(f"{unknown[0]!r} is not a sender kind "
+                                 f"({', '.join(sorted(_SENDER_KINDS))})")
+        return test
 
 
 class Assign(_Frozen):
@@ -145,6 +172,11 @@ class Action(_Frozen):
     set_category: str | None = Field(default=None, min_length=1, max_length=255)
     set_team: str | None = Field(default=None, min_length=1, max_length=255)
     add_tags: tuple[str, ...] | None = None
+
+    @field_validator("add_tags", mode="before")
+    @classmethod
+    def _one_tag(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
     set_field: SetField | None = None
     assign: Assign | None = None
     updates_only: bool | None = None

@@ -17,10 +17,10 @@ from ingestd.rules.model import Rule
 
 def unknown_references(conn: sa.Connection, rules: Sequence[Rule]) -> list[str]:
     """One sentence per team or agent address a rule names that the directory lacks."""
-    teams = {str(t).lower() for t in conn.execute(
+    teams = {str(t).casefold() for t in conn.execute(
         sa.select(AGENTS.c.team).where(AGENTS.c.active.is_(True), AGENTS.c.team.is_not(None))
     ).scalars()}
-    agents = {str(a).lower() for a in conn.execute(
+    agents = {str(a).casefold() for a in conn.execute(
         sa.select(AGENTS.c.email).where(AGENTS.c.active.is_(True))).scalars()}
     problems = []
     for rule in rules:
@@ -28,10 +28,10 @@ def unknown_references(conn: sa.Connection, rules: Sequence[Rule]) -> list[str]:
             assign = action.assign
             if assign is None:
                 continue
-            if assign.team is not None and assign.team.lower() not in teams:
+            if assign.team is not None and assign.team.casefold() not in teams:
                 problems.append(f"{rule.source}: rule {rule.name!r} assigns to team "
                                 f"{assign.team!r}, which has no active agent")
-            if assign.agent is not None and assign.agent.lower() not in agents:
+            if assign.agent is not None and assign.agent.casefold() not in agents:
                 problems.append(f"{rule.source}: rule {rule.name!r} assigns to "
                                 f"{assign.agent}, who is not an active agent")
     return problems

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 from functools import cached_property
 
 from ingestd.mailbytes import header_block
-from ingestd.mailtext import decode_words
-from ingestd.pipeline.parsed import ParsedMessage
+from ingestd.mailtext import bytes_text, decode_words
+from ingestd.pipeline.parsed import ParsedAttachment, ParsedMessage
 
 
 @dataclass
@@ -42,10 +42,15 @@ class MessageView:
         if name == "body":
             return (m.text,)
         if name == "attachment_name":
-            return tuple(a.filename for a in m.attachments)
+            return tuple(a.filename for a in self.attachments)
         if name == "sender_kind":
             return (self.sender_kind,)
         raise KeyError(name)
+
+    @property
+    def attachments(self) -> tuple[ParsedAttachment, ...]:
+        """Attached files; images the HTML shows inline (signature logos) are not."""
+        return tuple(a for a in self.message.attachments if not a.inline)
 
     def header(self, name: str) -> Sequence[str]:
         return self._headers.get(name.lower(), ())
@@ -53,7 +58,9 @@ class MessageView:
     @cached_property
     def _headers(self) -> dict[str, tuple[str, ...]]:
         # Only a rule that asks for a header pays for reading them.
-        parsed = BytesHeaderParser(policy=compat32).parsebytes(header_block(self.raw))
+        # 8-bit header bytes (RFC 6532 UTF-8, or a legacy charset) read as processing reads
+        # them, not as U+FFFD.
+        parsed = HeaderParser(policy=compat32).parsestr(bytes_text(header_block(self.raw)))
         found: dict[str, list[str]] = {}
         for key, value in parsed.items():
             text = decode_words(str(value)) if "=?" in str(value) else str(value)

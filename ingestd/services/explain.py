@@ -19,13 +19,17 @@ from ingestd.db.errors import translated
 from ingestd.errors import LimitExceeded, NotFound
 from ingestd.intake.source import NewMessage
 from ingestd.message_keys import content_key
-from ingestd.pipeline.context import MessageContext, Outcome
+from ingestd.pipeline.context import MessageContext, Outcome, normalised_envelope
 from ingestd.pipeline.runner import Pipeline, run_stages
 
 
 def explain(engine: Engine, settings: IngestdSettings, mailbox_name: str, raw: bytes,
-            now: datetime, pipeline: Pipeline | None = None) -> dict[str, Any]:
-    """Every decision for ``raw`` delivered to ``mailbox_name``, in order, as a record."""
+            now: datetime, pipeline: Pipeline | None = None, *, as_new: bool = False,
+            envelope_from: str | None = None) -> dict[str, Any]:
+    """Every decision for ``raw`` delivered to ``mailbox_name``, in order, as a record.
+
+    ``as_new``: skip the duplicate check, for "why did this stored message become that?".
+    """
     from ingestd.pipeline.order import PIPELINE
 
     pipeline = pipeline or PIPELINE
@@ -33,7 +37,8 @@ def explain(engine: Engine, settings: IngestdSettings, mailbox_name: str, raw: b
     if mailbox is None:
         raise NotFound(f"no mailbox named {mailbox_name!r} in the configuration")
     ctx = MessageContext(inbound_id=0, raw=raw, source_key=content_key(raw), mailbox=mailbox,
-                         settings=settings, now=now)
+                         settings=settings, now=now, skip_dedupe=as_new,
+                         envelope_from=normalised_envelope(envelope_from))
     try:
         outcome = run_stages(ctx, pipeline.prepare)
     except LimitExceeded as exc:

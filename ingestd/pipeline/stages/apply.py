@@ -122,9 +122,16 @@ def update_planned(db: sa.Connection, ticket_id: int, plan: TicketPlan,
                                   *plan.tags]
             if "fields" in values:
                 values["fields"] = {**(row.fields or {}), **plan.fields}
-    agent = planned_agent(db, plan, notes)
-    if agent is not None:
-        values["agent_id"] = agent
+    if plan.agent_address is not None or plan.assign_team is not None:
+        current = db.execute(sa.select(TICKETS.c.agent_id)
+                             .where(TICKETS.c.id == ticket_id)).scalar()
+        if current is None:
+            agent = planned_agent(db, plan, notes)
+            if agent is not None:
+                values["agent_id"] = agent
+        else:
+            # A reply must not move a ticket between agents (nor undo a manual assignment).
+            notes.append("assignment skipped: the ticket has an agent")
     if values:
         db.execute(sa.update(TICKETS).where(TICKETS.c.id == ticket_id).values(**values))
 
