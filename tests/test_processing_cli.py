@@ -99,7 +99,8 @@ def test_tickets_json_contract_and_attachment_bytes(
     _ingest(config, "hostile-attachment-names.eml", "new-ticket.eml")
     listed = _json(capsys, "tickets", "list", "--json", "--config", str(config))
     keys = {"id", "type", "status", "summary", "mailbox", "user_email", "client", "site",
-            "agent_email", "created_at", "updated_at"}
+            "agent_email", "priority", "category", "team", "tags", "fields", "vip",
+            "created_at", "updated_at"}
     assert [set(t) for t in listed] == [keys, keys]
     assert _json(capsys, "tickets", "list", "--json", "--status", "closed",
                  "--config", str(config)) == []
