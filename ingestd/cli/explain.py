@@ -63,6 +63,8 @@ def lines(record: dict[str, Any]) -> list[str]:
                    f"({parse['sender_header']}), {parse['attachments']} attachment(s), "
                    f"{parse['text_chars']} characters of text")
         out.extend(f"          defect: {d}" for d in parse["defects"])
+    if record.get("auto_reply"):
+        out.append(f"protect   an auto-reply ({record['auto_reply']})")
     tag = record.get("tag")
     out.append(f"tag       {tag['text']} in the {tag['where']} names ticket #{tag['ticket_id']}"
                if tag else "tag       none found")

@@ -22,6 +22,7 @@ from pydantic import (
 
 from ingestd.addresses import normalise_address
 from ingestd.config.listeners import HttpSettings, SmtpSettings
+from ingestd.config.protection import AutoReplies, OwnMail
 from ingestd.config.pulls import ImapSettings, PullSettings, resolved
 from ingestd.config.sales import DomainLists, Matching
 from ingestd.rules.model import Rule
@@ -162,6 +163,7 @@ class Mailbox(PullSettings, Settings):
     # A sales mailbox: the agent it belongs to, and how its mail finds opportunities.
     owner: str | None = None
     matching: Matching | None = None
+    auto_replies: AutoReplies = AutoReplies()
 
     @property
     def inbox_only(self) -> bool:
@@ -262,7 +264,7 @@ class LoggingSettings(Settings):
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class IngestdSettings(DomainLists, Settings):
+class IngestdSettings(OwnMail, DomainLists, Settings):
     database: DatabaseSettings = DatabaseSettings()
     smtp: SmtpSettings = SmtpSettings()
     http: HttpSettings = HttpSettings()

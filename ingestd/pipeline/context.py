@@ -73,6 +73,8 @@ class MessageContext:
     envelope_from: str | None = None
     parsed: ParsedMessage | None = None
     tag: TicketTag | None = None
+    # Set by ``protect``: the header that marks this an auto-reply (None: it is not one).
+    auto_reply: str | None = None
     # The existing ticket this message updates, once a stage found it.
     ticket_id: int | None = None
     # Why the ticket was chosen, or why a new one is made; ends up in `reason`.

@@ -13,6 +13,7 @@ from ingestd.pipeline.stages.classify import classify_sender
 from ingestd.pipeline.stages.dedupe import dedupe
 from ingestd.pipeline.stages.match import match_opportunity
 from ingestd.pipeline.stages.parse import parse
+from ingestd.pipeline.stages.protect import protect
 from ingestd.pipeline.stages.rules import apply_rules
 from ingestd.pipeline.stages.tag import find_tag
 from ingestd.pipeline.stages.thread import find_tagged_ticket, thread_by_references
@@ -20,6 +21,7 @@ from ingestd.pipeline.stages.thread import find_tagged_ticket, thread_by_referen
 PIPELINE = Pipeline(
     prepare=(
         ("parse", parse),
+        ("protect", protect),
         ("tag", find_tag),
     ),
     decide=(

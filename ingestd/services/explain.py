@@ -74,6 +74,7 @@ def _record(ctx: MessageContext, outcome: Outcome) -> dict[str, Any]:
             "message_id": parsed.message_id, "attachments": len(parsed.attachments),
             "text_chars": len(parsed.text), "defects": list(parsed.defects),
         }
+    record["auto_reply"] = ctx.auto_reply
     record["tag"] = ({"text": ctx.tag.text, "ticket_id": ctx.tag.ticket_id,
                       "where": ctx.tag.where} if ctx.tag is not None else None)
     sender = ctx.sender

@@ -34,6 +34,10 @@ _REOPEN = _TOUCH.values(status="open")
 def apply_to_ticket(ctx: MessageContext) -> Outcome:
     sender = ctx.sender
     assert sender is not None, "classify runs before apply"
+    auto = ctx.auto_reply
+    if auto is not None and ctx.ticket_id is None and not ctx.mailbox.auto_replies.open_tickets:
+        # An out-of-office or autoresponder never opens a ticket (nor a My Inbox item).
+        return Outcome("ignored", "ignored", "auto-reply")
     if ctx.to_inbox:
         return place_in_inbox(ctx)
     plan = ctx.plan
@@ -51,15 +55,21 @@ def apply_to_ticket(ctx: MessageContext) -> Outcome:
                    "vip": is_vip(ctx.db, sender.user_id, sender.client_id)},
         )
         action_id = add_email_action(ctx.db, ticket_id, ctx.message, sender,
-                                     ctx.inbound_id, ctx.now)
+                                     ctx.inbound_id, ctx.now, kind=_kind(ctx))
         reason = "; ".join(ctx.notes) or "new ticket"
         return Outcome("ticket_created", "processed", reason, ticket_id, action_id)
-    if touch_ticket(ctx.db, ctx.ticket_id, ctx.now) == "closed":
+    if auto is not None:
+        # An auto-reply never reopens a closed ticket (an out-of-office would, every time).
+        if touch_ticket(ctx.db, ctx.ticket_id, ctx.now, reopen=False) == "closed":
+            ctx.notes.append(f"auto-reply ({auto}): closed ticket not reopened")
+        else:
+            ctx.notes.append(f"auto-reply ({auto})")
+    elif touch_ticket(ctx.db, ctx.ticket_id, ctx.now) == "closed":
         ctx.notes.append("reopened closed ticket")
     if plan.changes_ticket:
         update_planned(ctx.db, ctx.ticket_id, plan, ctx.notes)
     action_id = add_email_action(ctx.db, ctx.ticket_id, ctx.message, sender,
-                                 ctx.inbound_id, ctx.now)
+                                 ctx.inbound_id, ctx.now, kind=_kind(ctx))
     reason = "; ".join(ctx.notes) or f"action on #{ctx.ticket_id}"
     return Outcome("action_added", "processed", reason, ctx.ticket_id, action_id)
 
@@ -136,22 +146,28 @@ def update_planned(db: sa.Connection, ticket_id: int, plan: TicketPlan,
         db.execute(sa.update(TICKETS).where(TICKETS.c.id == ticket_id).values(**values))
 
 
-def touch_ticket(db: sa.Connection, ticket_id: int, now: datetime) -> str | None:
-    """Mark a ticket updated by new mail, reopening it if closed.
+def touch_ticket(db: sa.Connection, ticket_id: int, now: datetime, *,
+                 reopen: bool = True) -> str | None:
+    """Mark a ticket updated by new mail, reopening it if closed (unless ``reopen`` is off).
 
     Returns its status before, or None when there is no such ticket.
     """
     status = db.execute(_TICKET_STATUS, {"b_id": ticket_id}).scalar_one_or_none()
     if status is not None:
-        db.execute(_REOPEN if status == "closed" else _TOUCH, {"b_id": ticket_id, "b_now": now})
+        statement = _REOPEN if status == "closed" and reopen else _TOUCH
+        db.execute(statement, {"b_id": ticket_id, "b_now": now})
     return status
 
 
+def _kind(ctx: MessageContext) -> str:
+    return "auto_reply" if ctx.auto_reply is not None else "email"
+
+
 def add_email_action(db: sa.Connection, ticket_id: int, message: ParsedMessage, sender: Sender,
-                     inbound_id: int | None, now: datetime) -> int:
+                     inbound_id: int | None, now: datetime, kind: str = "email") -> int:
     """The ``email`` action recording ``message`` on a ticket, with its attachments."""
     action_id = db.execute(_NEW_ACTION, {
-        "ticket_id": ticket_id, "kind": "email", "sender_kind": sender.kind,
+        "ticket_id": ticket_id, "kind": kind, "sender_kind": sender.kind,
         "user_created": sender.user_created, "from_address": message.from_address,
         "from_name": (message.from_name or "")[:255] or None,
         "to_address": joined_addresses(message.to), "cc_address": joined_addresses(message.cc),
