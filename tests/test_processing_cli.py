@@ -100,7 +100,7 @@ def test_tickets_json_contract_and_attachment_bytes(
     listed = _json(capsys, "tickets", "list", "--json", "--config", str(config))
     keys = {"id", "type", "status", "summary", "mailbox", "user_email", "client", "site",
             "agent_email", "priority", "category", "team", "tags", "fields", "vip",
-            "created_at", "updated_at"}
+            "linked_ticket_id", "created_at", "updated_at"}
     assert [set(t) for t in listed] == [keys, keys]
     assert _json(capsys, "tickets", "list", "--json", "--status", "closed",
                  "--config", str(config)) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ingestd.addresses import normalise_address
@@ -19,6 +21,10 @@ class AutoReplies(_Frozen):
     open_tickets: bool = False
     # true: mailing-list headers (Precedence: list, List-Id, List-Unsubscribe) count too.
     list_headers: bool = False
+
+
+ClosedTicketPolicy = Literal["reopen", "new_ticket", "reject"]
+UnrelatedSenderPolicy = Literal["accept", "new_ticket", "hold"]
 
 
 class OwnMail(_Frozen):

@@ -22,7 +22,12 @@ from pydantic import (
 
 from ingestd.addresses import normalise_address
 from ingestd.config.listeners import HttpSettings, SmtpSettings
-from ingestd.config.protection import AutoReplies, OwnMail
+from ingestd.config.protection import (
+    AutoReplies,
+    ClosedTicketPolicy,
+    OwnMail,
+    UnrelatedSenderPolicy,
+)
 from ingestd.config.pulls import ImapSettings, PullSettings, resolved
 from ingestd.config.sales import DomainLists, Matching
 from ingestd.rules.model import Rule
@@ -164,6 +169,12 @@ class Mailbox(PullSettings, Settings):
     owner: str | None = None
     matching: Matching | None = None
     auto_replies: AutoReplies = AutoReplies()
+    # Mail for a closed ticket: reopen it (Halo's way), open a new one linked to it, or
+    # record and change nothing (ignored, closed-ticket).
+    closed_ticket: ClosedTicketPolicy = "reopen"
+    # Mail naming a ticket (tag or references) from someone unrelated to it: accept it
+    # (Halo's way), open a new ticket instead, or hold it (quarantined, unrelated-sender).
+    unrelated_sender: UnrelatedSenderPolicy = "accept"
 
     @property
     def inbox_only(self) -> bool:

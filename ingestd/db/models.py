@@ -121,6 +121,8 @@ class Ticket(SQLModel, table=True):
     # Custom fields: name -> text (from rules' set_field).
     fields: dict[str, str] | None = Field(default=None,
                                           sa_column=sa.Column(sa.JSON, nullable=True))
+    # The closed ticket this one continues (the `new_ticket` closed-ticket policy; 0009).
+    linked_ticket_id: int | None = None
     # The contact, or the contact's client, is marked important.
     vip: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False,
                                                          server_default=sa.false()))

@@ -77,6 +77,8 @@ class MessageContext:
     auto_reply: str | None = None
     # The existing ticket this message updates, once a stage found it.
     ticket_id: int | None = None
+    # A closed ticket the new one continues (the `new_ticket` closed-ticket policy).
+    linked_ticket_id: int | None = None
     # Why the ticket was chosen, or why a new one is made; ends up in `reason`.
     notes: list[str] = field(default_factory=list)
     sender: Sender | None = None

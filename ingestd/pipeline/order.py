@@ -11,6 +11,7 @@ from ingestd.pipeline.runner import Pipeline
 from ingestd.pipeline.stages.apply import apply_to_ticket
 from ingestd.pipeline.stages.classify import classify_sender
 from ingestd.pipeline.stages.dedupe import dedupe
+from ingestd.pipeline.stages.guard import guard_ticket
 from ingestd.pipeline.stages.match import match_opportunity
 from ingestd.pipeline.stages.parse import parse
 from ingestd.pipeline.stages.protect import protect
@@ -29,6 +30,7 @@ PIPELINE = Pipeline(
         ("find_ticket", find_tagged_ticket),
         ("thread", thread_by_references),
         ("classify", classify_sender),
+        ("guard", guard_ticket),
         ("match", match_opportunity),
         ("rules", apply_rules),
         ("apply", apply_to_ticket),

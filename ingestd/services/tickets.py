@@ -41,6 +41,7 @@ def _ticket_record(row: Any) -> dict[str, Any]:
         "site": row.site_name, "agent_email": row.agent_email,
         "priority": row.priority, "category": row.category, "team": row.team,
         "tags": list(row.tags or []), "fields": dict(row.fields or {}), "vip": bool(row.vip),
+        "linked_ticket_id": row.linked_ticket_id,
         "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
     }
 

@@ -167,6 +167,7 @@ class Worker:
     def _decide(self, ctx: MessageContext) -> Outcome:
         ctx.notes.clear()
         ctx.ticket_id = None
+        ctx.linked_ticket_id = None
         ctx.sender = None
         ctx.new_ticket_type = None
         ctx.to_inbox = False

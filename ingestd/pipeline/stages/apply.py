@@ -52,7 +52,8 @@ def apply_to_ticket(ctx: MessageContext) -> Outcome:
             mailbox=home.name,
             agent_id=planned_agent(ctx.db, plan, ctx.notes),
             extra={**planned_columns(plan),
-                   "vip": is_vip(ctx.db, sender.user_id, sender.client_id)},
+                   "vip": is_vip(ctx.db, sender.user_id, sender.client_id),
+                   "linked_ticket_id": ctx.linked_ticket_id},
         )
         action_id = add_email_action(ctx.db, ticket_id, ctx.message, sender,
                                      ctx.inbound_id, ctx.now, kind=_kind(ctx))

@@ -1,0 +1,88 @@
+"""Protection 2: the tag hijack guard and the closed-ticket policy (the `guard` stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingestd.config import load_settings
+from ingestd.db.engine import make_engine
+from tests.conftest import write_config
+from tests.processing_env import ProcessingEnv, import_directory, processing_config
+from tests.test_rules import mail
+
+
+def _env(tmp_path: Path, db_url: str, **support: Any) -> ProcessingEnv:
+    config = processing_config(db_url, workers=0)
+    config["mailboxes"][0].update(support)
+    path = write_config(tmp_path, config)
+    import_directory(path)
+    return ProcessingEnv(path, make_engine(load_settings(path).database), "ingest")
+
+
+def _opened(env: ProcessingEnv) -> Any:
+    raw = (b"From: Alice <alice@acme.example>\r\nTo: support@example.com\r\n"
+           b"Subject: Printer broken\r\nMessage-ID: <t1@acme.example>\r\n\r\nIt jams.\r\n")
+    return env.deliver("", raw=raw)
+
+
+def _stranger(env: ProcessingEnv, ticket_id: int, by: str) -> Any:
+    if by == "tag":
+        return env.deliver("", raw=mail(subject=f"Re: [ID:{ticket_id}] Printer broken",
+                                        sender="mallory@evil.example", body="by tag"))
+    return env.deliver("", raw=mail(subject="Re: Printer broken", sender="mallory@evil.example",
+                                    body="by reference",
+                                    extra="In-Reply-To: <t1@acme.example>\r\n"))
+
+
+@pytest.mark.parametrize("by", ["tag", "reference"])
+@pytest.mark.parametrize("policy", ["accept", "new_ticket", "hold"])
+def test_the_hijack_guard(tmp_path: Path, sqlite_url: str, policy: str, by: str) -> None:
+    """A stranger naming someone's ticket, by tag or by In-Reply-To: accepted (and said so),
+    a ticket of its own, or held (quarantined, unrelated-sender)."""
+    env = _env(tmp_path, sqlite_url, unrelated_sender=policy)
+    row = _opened(env)
+    # A colleague at the same client is related: always accepted without remark.
+    colleague = env.deliver("", raw=mail(subject=f"Re: [ID:{row.ticket_id}] Printer broken",
+                                         sender="bob@acme.example", body="colleague"))
+    assert colleague.ticket_id == row.ticket_id and "unrelated" not in colleague.reason
+    other = _stranger(env, row.ticket_id, by)
+    if policy == "accept":
+        assert other.ticket_id == row.ticket_id and "unrelated" in other.reason
+    elif policy == "new_ticket":
+        assert other.status == "processed" and other.ticket_id != row.ticket_id
+    else:
+        assert (other.status, other.reason) == ("quarantined", "unrelated-sender")
+    assert len(env.ticket(row.ticket_id)["actions"]) == (3 if policy == "accept" else 2)
+
+
+def test_strangers_filed_under_the_catch_all_client_are_not_related(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """Two unknown senders both filed under the default client are still strangers."""
+    env = _env(tmp_path, sqlite_url, unrelated_sender="hold")
+    row = env.deliver("", raw=mail(subject="Help", sender="one@nowhere.example"))
+    other = env.deliver("", raw=mail(subject=f"Re: [ID:{row.ticket_id}] Help",
+                                     sender="two@elsewhere.example", body="me too"))
+    assert (other.status, other.reason) == ("quarantined", "unrelated-sender")
+
+
+@pytest.mark.parametrize("policy", ["reopen", "new_ticket", "reject"])
+def test_the_closed_ticket_policy(tmp_path: Path, db_url: str, policy: str) -> None:
+    """Mail for a closed ticket reopens it, opens a new one linked to it, or is recorded
+    and changes nothing (ignored, closed-ticket)."""
+    env = _env(tmp_path, db_url, closed_ticket=policy)
+    row = _opened(env)
+    assert env.cli("tickets", "set-status", str(row.ticket_id), "closed") == 0
+    reply = env.deliver("", raw=mail(subject=f"Re: [ID:{row.ticket_id}] Printer broken",
+                                     body="it broke again"))
+    old = env.ticket(row.ticket_id)
+    if policy == "reopen":
+        assert reply.ticket_id == row.ticket_id and old["status"] == "open"
+    elif policy == "new_ticket":
+        assert reply.ticket_id != row.ticket_id and old["status"] == "closed"
+        assert env.ticket(reply.ticket_id)["linked_ticket_id"] == row.ticket_id
+    else:
+        assert (reply.status, reply.reason) == ("ignored", "closed-ticket")
+        assert old["status"] == "closed" and len(old["actions"]) == 1
