@@ -51,6 +51,7 @@ class Claim:
     skip_dedupe: bool
     raw: bytes
     envelope_from: str | None = None  # MAIL FROM; "" for a null sender (a bounce)
+    source: str = ""  # smtp, stdin, file, imap, gmail, graph
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def insert(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
 _CLAIMABLE = (
     sa.select(INBOUND.c.id, INBOUND.c.attempts, INBOUND.c.last_error, INBOUND.c.mailbox,
               INBOUND.c.source_key, INBOUND.c.skip_dedupe, INBOUND.c.raw,
-              INBOUND.c.envelope_from)
+              INBOUND.c.envelope_from, INBOUND.c.source)
     .where(INBOUND.c.status == "pending")
     .where(sa.or_(INBOUND.c.claimed_until.is_(None),
                   INBOUND.c.claimed_until < sa.bindparam("b_now")))
@@ -142,7 +143,8 @@ def claim(conn: sa.Connection, identity: str, now: datetime, *, lease_seconds: f
         conn.execute(_LEASE, {"b_id": row.id, "b_me": identity,
                               "b_until": now + timedelta(seconds=lease_seconds)})
         return Claim(row.id, row.attempts + 1, row.mailbox, row.source_key,
-                     bool(row.skip_dedupe), bytes(row.raw), row.envelope_from), quarantined
+                     bool(row.skip_dedupe), bytes(row.raw), row.envelope_from,
+                     str(row.source)), quarantined
 
 
 # --- finish ----------------------------------------------------------------------------

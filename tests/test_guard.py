@@ -86,3 +86,36 @@ def test_the_closed_ticket_policy(tmp_path: Path, db_url: str, policy: str) -> N
     else:
         assert (reply.status, reply.reason) == ("ignored", "closed-ticket")
         assert old["status"] == "closed" and len(old["actions"]) == 1
+
+
+def test_the_rate_limit_holds_a_looping_sender(
+        tmp_path: Path, db_url: str, start_daemon: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Over SMTP, beyond rate_limit messages from one address within the window (new
+    tickets and replies alike) further mail is held (quarantined, loop) with an error event;
+    other senders and agents are not affected, nor an admin's `ingest` of files."""
+    config = processing_config(db_url, workers=1)
+    config["mailboxes"][0]["rate_limit"] = {"new_tickets": 3, "per_seconds": 3600}
+    path = write_config(tmp_path, config)
+    import_directory(path)
+    daemon = start_daemon(path)
+    env = ProcessingEnv(path, daemon.engine, "smtp", daemon.port)
+    first = env.deliver("", raw=mail(subject="Away 1", sender="robot@loop.example"))
+    env.deliver("", raw=mail(subject="Away 2", sender="robot@loop.example"))
+    env.deliver("", raw=mail(subject=f"Re: [ID:{first.ticket_id}] Away 1",
+                             sender="robot@loop.example", body="again"))
+    held = env.deliver("", raw=mail(subject="Away 4", sender="robot@loop.example"))
+    assert (held.status, held.reason) == ("quarantined", "loop")
+    captured = capsys.readouterr()
+    assert "message.loop" in captured.out + captured.err
+    other = env.deliver("", raw=mail(subject="Hello", sender="alice@acme.example"))
+    assert other.status == "processed"
+    for i in range(4):
+        agent = env.deliver("", raw=mail(subject=f"Note {i}", sender="nina@example.com",
+                                         body=f"agent {i}"))
+        assert agent.status == "processed"
+
+    # The same sender's archive imported by an admin is not a loop.
+    imported = ProcessingEnv(path, daemon.engine, "ingest").deliver(
+        "", raw=mail(subject="Archived 1", sender="robot@loop.example"))
+    assert imported.status == "processed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ingestd.addresses import normalise_address
 from ingestd.config.sales import domain_list
@@ -21,6 +21,15 @@ class AutoReplies(_Frozen):
     open_tickets: bool = False
     # true: mailing-list headers (Precedence: list, List-Id, List-Unsubscribe) count too.
     list_headers: bool = False
+
+
+class RateLimit(_Frozen):
+    """Per mailbox: mail from one address beyond this many within the window is held
+    (quarantined, ``loop``). Tickets and actions alike count: an auto-reply ping-pong on
+    one ticket adds actions, not tickets. Agents are not limited."""
+
+    new_tickets: int = Field(default=20, ge=1, le=100_000)
+    per_seconds: int = Field(default=3600, ge=1, le=30 * 86_400)
 
 
 ClosedTicketPolicy = Literal["reopen", "new_ticket", "reject"]

@@ -26,6 +26,7 @@ from ingestd.config.protection import (
     AutoReplies,
     ClosedTicketPolicy,
     OwnMail,
+    RateLimit,
     UnrelatedSenderPolicy,
 )
 from ingestd.config.pulls import ImapSettings, PullSettings, resolved
@@ -169,6 +170,7 @@ class Mailbox(PullSettings, Settings):
     owner: str | None = None
     matching: Matching | None = None
     auto_replies: AutoReplies = AutoReplies()
+    rate_limit: RateLimit = RateLimit()
     # Mail for a closed ticket: reopen it (Halo's way), open a new one linked to it, or
     # record and change nothing (ignored, closed-ticket).
     closed_ticket: ClosedTicketPolicy = "reopen"

@@ -69,6 +69,8 @@ class MessageContext:
     settings: IngestdSettings
     now: datetime
     skip_dedupe: bool = False
+    # How it came in: smtp, stdin, file (an admin's import), imap, gmail, graph.
+    source: str = ""
     # MAIL FROM as a lower-case address; None when unknown or a null sender (<>).
     envelope_from: str | None = None
     parsed: ParsedMessage | None = None

@@ -1,5 +1,11 @@
 """guard: once the ticket and the sender are known, the policies that protect tickets.
 
+* **Loops**: more mail from one address in one mailbox within the window than
+  ``rate_limit`` allows (tickets and actions alike; agents, and files an admin
+  imports with ``ingest``, exempt) is held:
+  quarantined, ``loop``, with an error event. It stops auto-responder
+  ping-pong and mail storms; ``quarantine retry`` releases what was legitimate.
+
 * **Hijacking**: mail that names a ticket (by its tag or its references) from
   a sender unrelated to it — not its user, not a user of its client, not an
   agent, not a supplier — follows the mailbox's ``unrelated_sender`` policy:
@@ -13,13 +19,40 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from datetime import timedelta
 
-from ingestd.db.tables import CLIENTS, TICKETS
+import sqlalchemy as sa
+import structlog
+
+from ingestd.db.tables import ACTIONS, CLIENTS, TICKETS
 from ingestd.pipeline.context import MessageContext, Outcome
+
+log = structlog.get_logger("ingestd.guard")
 
 _TICKET = sa.select(TICKETS.c.status, TICKETS.c.user_id, TICKETS.c.client_id).where(
     TICKETS.c.id == sa.bindparam("b_id"))
+
+
+def _over_rate_limit(ctx: MessageContext) -> Outcome | None:
+    """More mail from this address in this mailbox within the window than allowed: held."""
+    sender = ctx.sender
+    assert sender is not None, "classify runs before guard"
+    if sender.kind == "agent" or not sender.address or ctx.source == "file":
+        # An admin importing an archive with `ingest` is not a loop.
+        return None
+    limit = ctx.mailbox.rate_limit
+    since = ctx.now - timedelta(seconds=limit.per_seconds)
+    recent = ctx.db.execute(
+        sa.select(sa.func.count()).select_from(ACTIONS)
+        .join(TICKETS, TICKETS.c.id == ACTIONS.c.ticket_id)
+        .where(sa.func.lower(ACTIONS.c.from_address) == sender.address.lower(),
+               ACTIONS.c.created_at >= since, TICKETS.c.mailbox == ctx.mailbox.name)
+    ).scalar_one()
+    if recent < limit.new_tickets:
+        return None
+    log.error("message.loop", mailbox=ctx.mailbox.name, sender=sender.address,
+              recent=int(recent), limit=limit.new_tickets, per_seconds=limit.per_seconds)
+    return Outcome("quarantined", "quarantined", "loop")
 
 
 def _catch_all(ctx: MessageContext, client_id: int) -> bool:
@@ -29,6 +62,9 @@ def _catch_all(ctx: MessageContext, client_id: int) -> bool:
 
 
 def guard_ticket(ctx: MessageContext) -> Outcome | None:
+    looping = _over_rate_limit(ctx)
+    if looping is not None:
+        return looping
     if ctx.ticket_id is None:
         return None
     ticket = ctx.db.execute(_TICKET, {"b_id": ctx.ticket_id}).first()
