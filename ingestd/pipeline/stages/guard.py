@@ -1,8 +1,8 @@
 """guard: once the ticket and the sender are known, the policies that protect tickets.
 
 * **Loops**: more mail from one address in one mailbox within the window than
-  ``rate_limit`` allows (tickets and actions alike; agents, and files an admin
-  imports with ``ingest``, exempt) is held:
+  ``rate_limit`` allows (tickets and actions alike, of mail pushed to us over SMTP
+  or an MTA's pipe; agents, file imports and mailbox pulls are not limited) is held:
   quarantined, ``loop``, with an error event. It stops auto-responder
   ping-pong and mail storms; ``quarantine retry`` releases what was legitimate.
 
@@ -24,10 +24,13 @@ from datetime import timedelta
 import sqlalchemy as sa
 import structlog
 
-from ingestd.db.tables import ACTIONS, CLIENTS, TICKETS
+from ingestd.db.tables import ACTIONS, CLIENTS, INBOUND, TICKETS
 from ingestd.pipeline.context import MessageContext, Outcome
 
 log = structlog.get_logger("ingestd.guard")
+
+# Mail pushed to us as it is sent (SMTP, an MTA's pipe to `ingest -`): where loops happen.
+_LIVE_SOURCES = ("smtp", "stdin")
 
 _TICKET = sa.select(TICKETS.c.status, TICKETS.c.user_id, TICKETS.c.client_id).where(
     TICKETS.c.id == sa.bindparam("b_id"))
@@ -37,16 +40,19 @@ def _over_rate_limit(ctx: MessageContext) -> Outcome | None:
     """More mail from this address in this mailbox within the window than allowed: held."""
     sender = ctx.sender
     assert sender is not None, "classify runs before guard"
-    if sender.kind == "agent" or not sender.address or ctx.source == "file":
-        # An admin importing an archive with `ingest` is not a loop.
+    if sender.kind == "agent" or not sender.address or ctx.source not in _LIVE_SOURCES:
+        # An admin's import of files, or a mailbox backfill, is not a loop: only mail
+        # pushed to us as it is sent counts, and is counted.
         return None
     limit = ctx.mailbox.rate_limit
     since = ctx.now - timedelta(seconds=limit.per_seconds)
     recent = ctx.db.execute(
         sa.select(sa.func.count()).select_from(ACTIONS)
         .join(TICKETS, TICKETS.c.id == ACTIONS.c.ticket_id)
+        .join(INBOUND, INBOUND.c.id == ACTIONS.c.inbound_message_id)
         .where(sa.func.lower(ACTIONS.c.from_address) == sender.address.lower(),
-               ACTIONS.c.created_at >= since, TICKETS.c.mailbox == ctx.mailbox.name)
+               ACTIONS.c.created_at >= since, TICKETS.c.mailbox == ctx.mailbox.name,
+               INBOUND.c.source.in_(_LIVE_SOURCES))
     ).scalar_one()
     if recent < limit.new_tickets:
         return None
