@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from ingestd.config.settings import Mailbox
-from ingestd.intake.sources.imap import ImapSource, _xoauth2
+from ingestd.intake.sources.imap import ImapSource
+from ingestd.intake.sources.imap_client import xoauth2
 from ingestd.intake.sources.poll import Poller, PollReport
 from tests.imapserver import Dovecot, ImapUser
 from tests.oauthfake import IntrospectionFake
@@ -185,6 +186,6 @@ def test_a_missing_token_file_needs_reauth_naming_the_file(
 def test_the_xoauth2_answers_are_the_initial_response_then_an_empty_line() -> None:
     """RFC 7628 / Google's XOAUTH2: the first answer carries user and token; the answer to
     the server's error challenge (base64 JSON) must be empty, never the token again."""
-    answer = _xoauth2("nina@example.com", "ya29.secret")
+    answer = xoauth2("nina@example.com", "ya29.secret")
     assert answer(b"") == b"user=nina@example.com\x01auth=Bearer ya29.secret\x01\x01"
     assert answer(b'{"status":"401","schemes":"bearer","scope":"mail"}') == b""

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import socket
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import msal
 import requests
@@ -32,6 +30,12 @@ import structlog
 
 from ingestd.config.pulls import GraphSettings
 from ingestd.errors import CredentialsRejected, CursorLost, SourceRefused, SourceUnavailable
+from ingestd.intake.sources.graph_http import (
+    TimedSession,
+    check_private_key,
+    error_code,
+    same_origin,
+)
 from ingestd.intake.sources.identity import message_keys_of
 from ingestd.intake.sources.pull import Cursor, Fetched, Listed, Listing, MessageKeys
 from ingestd.intake.sources.retry import retry_after_seconds
@@ -86,14 +90,14 @@ class GraphSource:
         # one; the request already waiting on the network has its socket shut.
         self._aborted.set()
         session = self._session
-        if isinstance(session, _TimedSession):
+        if isinstance(session, TimedSession):
             session.tracker.shut_down()
 
     # --- identity -----------------------------------------------------------------------
 
     def _http(self) -> requests.Session:
         if self._session is None:
-            session = _TimedSession(self.settings.timeout_seconds)
+            session = TimedSession(self.settings.timeout_seconds)
             if self.settings.ca_file is not None:
                 session.verify = str(self.settings.ca_file)
                 # Otherwise REQUESTS_CA_BUNDLE from the environment would override it.
@@ -109,7 +113,7 @@ class GraphSource:
             except OSError as exc:
                 raise CredentialsRejected(f"certificate_file {s.certificate_file}: "
                                           f"{exc.strerror or exc}") from exc
-            _check_private_key(key, s.certificate_file)
+            check_private_key(key, s.certificate_file)
             credential: Any = {"private_key": key, "thumbprint": s.certificate_thumbprint}
         else:
             credential = read_secret(s.client_secret_file, s.client_secret_env, "client secret")
@@ -268,7 +272,7 @@ class GraphConnection:
     def _get(self, url: str, *, missing_ok: bool = False, stream: bool = False) -> Any:
         if self._source._aborted.is_set():
             raise SourceUnavailable(f"{self._source.where}: the poll was stopped")
-        if not _same_origin(url, self._base):
+        if not same_origin(url, self._base):
             # A link elsewhere never gets our token.
             raise SourceRefused(f"{self._source.where}: refusing to follow a link to {url}")
         for attempt in (1, 2):
@@ -290,7 +294,7 @@ class GraphConnection:
         status = response.status_code
         if status < 300:
             return response
-        code = _error_code(response)
+        code = error_code(response)
         response.close()
         text = f"{self._source.where}: HTTP {status} {code or ''}".rstrip()
         if status == 410 or (code or "").lower() in _CURSOR_GONE:
@@ -303,74 +307,3 @@ class GraphConnection:
         if status in (401, 403):
             raise CredentialsRejected(text)
         raise SourceRefused(text)
-
-
-class _TrackingAdapter(requests.adapters.HTTPAdapter):
-    """Remembers the connections its pools hand out, so abort() can shut a socket that a
-    poll thread is blocked reading (closing the session would leave that one alone)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.connections: weakref.WeakSet[Any] = weakref.WeakSet()
-
-    def get_connection_with_tls_context(self, *args: Any, **kwargs: Any) -> Any:
-        pool: Any = super().get_connection_with_tls_context(*args, **kwargs)
-        if not getattr(pool, "_ingestd_tracked", False):
-            take = pool._get_conn
-            seen = self.connections
-
-            def tracked_get_conn(*a: Any, **k: Any) -> Any:
-                connection = take(*a, **k)
-                seen.add(connection)
-                return connection
-
-            pool._get_conn = tracked_get_conn
-            pool._ingestd_tracked = True
-        return pool
-
-    def shut_down(self) -> None:
-        for connection in list(self.connections):
-            sock = getattr(connection, "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-
-class _TimedSession(requests.Session):
-    """A requests.Session whose every request has a timeout (msal's included)."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self._timeout = timeout
-        self.tracker = _TrackingAdapter()
-        self.mount("https://", self.tracker)
-        self.mount("http://", self.tracker)
-
-    def request(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("timeout", self._timeout)
-        return super().request(*args, **kwargs)
-
-
-def _check_private_key(pem: str, path: Path) -> None:
-    """A certificate's key that cannot be used is the admin's to fix: needs_reauth."""
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    try:
-        load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise CredentialsRejected(f"certificate_file {path}: not a usable PEM private key "
-                                  f"({type(exc).__name__})") from exc
-
-
-def _same_origin(url: str, base: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base)
-    return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
-
-
-def _error_code(response: Any) -> str | None:
-    try:
-        return str(response.json().get("error", {}).get("code")) or None
-    except (ValueError, AttributeError):
-        return None
-
-

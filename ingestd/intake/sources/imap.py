@@ -21,6 +21,15 @@ from typing import Any
 from ingestd.config.pulls import ImapSettings
 from ingestd.errors import CredentialsRejected, CursorLost, SourceRefused, SourceUnavailable
 from ingestd.intake.sources.identity import message_keys_of
+from ingestd.intake.sources.imap_client import (
+    Imap4,
+    Imap4Ssl,
+    by_size,
+    network,
+    server_said_no,
+    text,
+    xoauth2,
+)
 from ingestd.intake.sources.imap_wire import (
     fetch_literals,
     internal_dates,
@@ -90,12 +99,12 @@ class ImapSource:
         except (OSError, ssl.SSLError) as exc:
             raise SourceRefused(f"{self.where}: ca_file {s.ca_file}: {exc}") from exc
         client: imaplib.IMAP4
-        with _network(self.where):
+        with network(self.where):
             if s.tls == "implicit":
-                client = _Imap4Ssl(self._sockets.append, s.host, s.effective_port,
+                client = Imap4Ssl(self._sockets.append, s.host, s.effective_port,
                                    ssl_context=context, timeout=s.timeout_seconds)
             else:
-                client = _Imap4(self._sockets.append, s.host, s.effective_port,
+                client = Imap4(self._sockets.append, s.host, s.effective_port,
                                 timeout=s.timeout_seconds)
                 if s.tls == "starttls":
                     try:
@@ -111,7 +120,7 @@ class ImapSource:
         try:
             if s.auth == "xoauth2":
                 token = read_secret(s.token_file, None, "token")
-                client.authenticate("XOAUTH2", _xoauth2(s.username, token))
+                client.authenticate("XOAUTH2", xoauth2(s.username, token))
             else:
                 password = read_secret(s.password_file, s.password_env, "password")
                 if password.isascii() and s.username.isascii():
@@ -123,10 +132,10 @@ class ImapSource:
         except imaplib.IMAP4.abort as exc:
             raise SourceUnavailable(f"{self.where}: connection lost at login: {exc}") from exc
         except imaplib.IMAP4.error as exc:
-            if response_code(exc) in _TRY_LATER or not _server_said_no(exc):
+            if response_code(exc) in _TRY_LATER or not server_said_no(exc):
                 raise SourceUnavailable(f"{self.where}: login failed for now: {exc}") from exc
             raise CredentialsRejected(f"{self.where}: login as {s.username} refused: "
-                                      f"{_text(exc)}") from exc
+                                      f"{text(exc)}") from exc
         except OSError as exc:
             raise SourceUnavailable(f"{self.where}: connection lost at login: {exc}") from exc
 
@@ -204,7 +213,7 @@ class ImapConnection:
         sizes = message_sizes(self._uid("FETCH", uid_set(uids), "(UID RFC822.SIZE)"))
         wanted = [u for u in uids if u in sizes and sizes[u] <= max_bytes]
         bodies: dict[int, bytes] = {}
-        for group in _by_size(wanted, sizes, _FETCH_BYTES):
+        for group in by_size(wanted, sizes, _FETCH_BYTES):
             bodies.update(fetch_literals(self._uid("FETCH", uid_set(group),
                                                    "(UID BODY.PEEK[])")))
         absent = [u for u in uids if u not in bodies and not
@@ -302,7 +311,7 @@ class ImapConnection:
 
     def _command(self, what: str, run: Callable[[], tuple[str, list[Any]]],
                  folder: str | None = None, empty_ok: bool = False) -> list[Any]:
-        with _network(self._where):
+        with network(self._where):
             try:
                 status, data = run()
             except imaplib.IMAP4.abort:
@@ -317,86 +326,3 @@ class ImapConnection:
                 raise SourceRefused(f"{self._where}: cannot open folder {folder!r}: {text}")
             raise SourceUnavailable(f"{self._where}: {what} failed: {text}")
         return data
-
-
-class _Imap4(imaplib.IMAP4):
-    """imaplib's client, telling us its socket before it waits for the greeting."""
-
-    def __init__(self, on_socket: Callable[[socket.socket], None], *args: Any,
-                 **kwargs: Any) -> None:
-        self._on_socket = on_socket
-        super().__init__(*args, **kwargs)
-
-    def _create_socket(self, timeout: float | None) -> socket.socket:
-        sock: socket.socket = super()._create_socket(timeout)  # type: ignore[misc]
-        self._on_socket(sock)
-        return sock
-
-
-class _Imap4Ssl(imaplib.IMAP4_SSL):
-    def __init__(self, on_socket: Callable[[socket.socket], None], *args: Any,
-                 **kwargs: Any) -> None:
-        self._on_socket = on_socket
-        super().__init__(*args, **kwargs)
-
-    def _create_socket(self, timeout: float | None) -> socket.socket:
-        sock: socket.socket = super()._create_socket(timeout)  # type: ignore[misc]
-        self._on_socket(sock)
-        return sock
-
-
-@contextlib.contextmanager
-def _network(where: str) -> Iterator[None]:
-    """Connection trouble of any kind → ``SourceUnavailable`` (retried)."""
-    try:
-        yield
-    except imaplib.IMAP4.abort as exc:
-        raise SourceUnavailable(f"{where}: connection lost: {exc}") from exc
-    except imaplib.IMAP4.error as exc:
-        raise SourceUnavailable(f"{where}: {exc}") from exc
-    except (OSError, EOFError) as exc:
-        raise SourceUnavailable(f"{where}: {type(exc).__name__}: {exc}") from exc
-
-
-def _by_size(uids: list[int], sizes: dict[int, int], limit: int) -> Iterator[list[int]]:
-    """``uids`` in groups whose sizes add up to at most ``limit`` (a larger one alone)."""
-    group: list[int] = []
-    total = 0
-    for uid in uids:
-        size = sizes.get(uid, 0)
-        if group and total + size > limit:
-            yield group
-            group, total = [], 0
-        group.append(uid)
-        total += size
-    if group:
-        yield group
-
-
-def _xoauth2(username: str, token: str) -> Callable[[bytes], bytes]:
-    """The SASL XOAUTH2 answer; a second challenge is the server's error: answer it empty."""
-    asked = 0
-
-    def answer(_challenge: bytes) -> bytes:
-        nonlocal asked
-        asked += 1
-        return f"user={username}\x01auth=Bearer {token}\x01\x01".encode() if asked == 1 else b""
-
-    return answer
-
-
-def _server_said_no(error: BaseException) -> bool:
-    """A NO from the server (the credential was refused), not imaplib's own complaint
-    about the exchange ("command: LOGIN => ..." for BAD, an over-long line ...)."""
-    text = str(error)
-    if response_code(error) in ("AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED"):
-        return True
-    return not (text.startswith("command:") or "got more than" in text
-                or text.startswith("unexpected"))
-
-
-def _text(error: BaseException) -> str:
-    text = str(error)
-    if text.startswith("b'") or text.startswith('b"'):
-        text = text[2:-1]
-    return text[:300]
