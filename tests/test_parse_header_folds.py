@@ -97,3 +97,23 @@ def test_only_a_known_field_name_after_a_stray_line_makes_it_a_fold(name: bytes)
     unknown = CONTACT_FORM + b"wrapped\r\n" + name + b": 1\r\nMessage-ID: <m@x>" + body
     assert repair_folds(known, 4096)[1] is not None
     assert repair_folds(unknown, 4096) == (unknown, None)
+
+
+def test_white_space_before_a_header_colon_does_not_end_the_header() -> None:
+    """``Subject :`` (obsolete syntax): the fields after it are still header fields."""
+    raw = (b"From : Alice <alice@example.com>\r\nSubject  : the subject\r\n"
+           b"Message-ID: <spaced@example.com>\r\nContent-Type: text/plain\r\n\r\nThe body.\r\n")
+    parsed = parse_message(raw, ProcessingLimits())
+    assert parsed.from_address == "alice@example.com"
+    assert parsed.subject == "the subject"
+    assert parsed.message_id == "<spaced@example.com>"
+    assert parsed.text.strip() == "The body."
+    assert any("white space before the colon" in d for d in parsed.defects)
+
+
+def test_an_unknown_spaced_name_needs_a_known_field_after_it() -> None:
+    """A form line "Note : hi" with no known field after it is left alone."""
+    raw = CONTACT_FORM + b"Note : hi\r\nName: John\r\n\r\nbody\r\n"
+    assert repair_folds(raw, 4096) == (raw, None)
+    fixed, defect = repair_folds(CONTACT_FORM.replace(b"From:", b"Fro :") + b"\r\nbody", 4096)
+    assert fixed.startswith(b"Fro: web@shop.example\r\n") and defect is not None

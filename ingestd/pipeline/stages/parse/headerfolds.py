@@ -14,6 +14,11 @@ really write (``Message-ID``, ``Content-Type``, ``X-…``) and a blank line
 closes the block: contact-form mail whose body is "Name: John" / "Email: …"
 lines right after the header looks like header fields too, and reading it
 as such would lose the body.
+
+A field name followed by white space before its colon (``Subject :``, RFC
+5322's obsolete syntax, still sent by old mailers) also ends the stdlib's
+header block. On the same evidence (its own name is a known one, or a known
+field follows it) the white space is dropped, with a defect.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ _FIELD = re.compile(rb"(From |[\x21-\x39\x3b-\x7e]+:)")
 _NAMED_FIELD = re.compile(rb"[A-Za-z][A-Za-z0-9_-]*[ \t]*:")
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\n|\r|$)")
 _NAME = re.compile(rb"([A-Za-z][A-Za-z0-9_-]*)[ \t]*:")
+_SPACED_NAME = re.compile(rb"([A-Za-z][A-Za-z0-9_-]*)[ \t]+:")
 
 # Header fields that mail software writes (RFC 5322, 2045, 2369, 5321 trace
 # fields and the common extensions); a form's "Name:" or "Email:" is none.
@@ -59,19 +65,44 @@ def repair_folds(raw: bytes, limit: int) -> tuple[bytes, str | None]:
         # closed: then what follows the header is body text, not fields.
         return raw, None
     kinds = [_kind(line) for line in lines]
-    if "stray" not in kinds[1:] or kinds[0] == "stray":
+    if kinds[0] == "stray":
         return raw, None
     pairs = list(zip(lines, kinds, strict=True))
-    if any(line.startswith(b"--") for line in lines):
-        return raw, None  # a MIME delimiter: the body began without a blank line
-    if not all(_known_field_follows(pairs, at) for at, kind in enumerate(kinds)
-               if kind == "stray"):
-        return raw, None  # text after the header: a missing blank line, not a fold
-    repaired = b"".join(b" " + line if kind == "stray" else line for line, kind in pairs)
+    strays = [at for at, kind in enumerate(kinds) if kind == "stray"]
+    if strays and (any(line.startswith(b"--") for line in lines)
+                   or not all(_known_field_follows(pairs, at) for at in strays)):
+        # A MIME delimiter (the body began without a blank line), or text
+        # after the header (a missing blank line, not a fold): leave it all.
+        return raw, None
+    spaced = [at for at, (line, kind) in enumerate(pairs)
+              if kind == "field" and _spaced_known(pairs, at)]
+    if not strays and not spaced:
+        return raw, None
+    repaired = b"".join(_repaired(line, kind, at in spaced)
+                        for at, (line, kind) in enumerate(pairs))
     rest = raw[sum(map(len, lines)):]
-    joined = kinds.count("stray")
-    return (repaired + rest,
-            f"{joined} header line(s) without leading white space read as folded")
+    defects: list[str] = []
+    if strays:
+        defects.append(f"{len(strays)} header line(s) without leading white space read as folded")
+    if spaced:
+        defects.append(f"{len(spaced)} header field name(s) followed by white space before "
+                     "the colon (obsolete syntax)")
+    return repaired + rest, "; ".join(defects)
+
+
+def _repaired(line: bytes, kind: str, spaced: bool) -> bytes:
+    if kind == "stray":
+        return b" " + line
+    if spaced:
+        return _SPACED_NAME.sub(rb"\1:", line, count=1)
+    return line
+
+
+def _spaced_known(pairs: list[tuple[bytes, str]], at: int) -> bool:
+    """The field at ``at`` has white space before its colon, and is evidently a header field."""
+    spaced = _SPACED_NAME.match(pairs[at][0])
+    return spaced is not None and (_known(spaced.group(1).lower())
+                                   or _known_field_follows(pairs, at))
 
 
 def _known_field_follows(pairs: list[tuple[bytes, str]], at: int) -> bool:
