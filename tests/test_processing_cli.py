@@ -108,7 +108,7 @@ def test_tickets_json_contract_and_attachment_bytes(
     action = shown["actions"][0]
     assert set(action) == {"id", "kind", "sender_kind", "user_created", "from", "from_name",
                            "to", "cc", "reply_to", "subject", "body_text", "message_id",
-                           "created_at", "attachments"}
+                           "created_at", "sender_verified", "attachments"}
     attachment = action["attachments"][0]
     assert set(attachment) == {"id", "filename", "content_type", "size", "sha256",
                                "content_id", "inline"}

@@ -152,6 +152,15 @@ class Action(SQLModel, table=True):
     cc_address: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     reply_to_address: str | None = Field(
         default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    # A delivery_failure action (a bounce, migration 0010): the failed
+    # addresses (", "-joined), the worst DSN status, and whether any is a
+    # hard (5.x.x) failure.
+    failed_recipient: str | None = Field(
+        default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    delivery_status: str | None = Field(default=None, max_length=32)
+    hard_bounce: bool | None = None
+    # Sender authentication: True / False, or None when not checked.
+    sender_verified: bool | None = None
 
 
 class Attachment(SQLModel, table=True):

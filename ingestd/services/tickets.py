@@ -82,7 +82,8 @@ def show_ticket(conn: sa.Connection, ticket_id: int) -> dict[str, Any]:
             "to": split_addresses(a.to_address), "cc": split_addresses(a.cc_address),
             "reply_to": split_addresses(a.reply_to_address), "subject": a.subject,
             "body_text": a.body_text, "message_id": a.message_id,
-            "created_at": _iso(a.created_at),
+            "created_at": _iso(a.created_at), "sender_verified": a.sender_verified,
+            **_delivery_failure(a),
             "attachments": [
                 {"id": f.id, "filename": f.filename, "content_type": f.content_type,
                  "size": f.size, "sha256": f.sha256, "content_id": f.content_id,
@@ -93,6 +94,14 @@ def show_ticket(conn: sa.Connection, ticket_id: int) -> dict[str, Any]:
         for a in actions
     ]
     return record
+
+
+def _delivery_failure(action: Any) -> dict[str, Any]:
+    """A bounce's fields, on delivery_failure actions only."""
+    if action.kind != "delivery_failure":
+        return {}
+    return {"failed_recipient": split_addresses(action.failed_recipient),
+            "status": action.delivery_status, "hard": action.hard_bounce}
 
 
 def set_status(conn: sa.Connection, ticket_id: int, status: str) -> None:
