@@ -32,6 +32,7 @@ from tests.test_rules import mail
     ("X-Autoreply: yes\n", False, "X-Autoreply"),
     ("X-Autorespond: yes\n", False, "X-Autorespond"),
     ("X-Auto-Response-Suppress: All\n", False, None),
+    ("X-Apple-Action: VACATION\n", False, "X-Apple-Action: VACATION"),
     ("Return-Path: <>\n", False, "null return path"),
     ("Subject: Out of office\n", False, None),
 ])

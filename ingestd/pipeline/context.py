@@ -8,6 +8,7 @@ from typing import Literal
 
 from sqlalchemy.engine import Connection
 
+from ingestd.bounces import Bounce
 from ingestd.config.settings import IngestdSettings, Mailbox
 from ingestd.pipeline.parsed import ParsedMessage
 from ingestd.rules.plan import RuleVerdict, TicketPlan
@@ -77,6 +78,8 @@ class MessageContext:
     tag: TicketTag | None = None
     # Set by ``protect``: the header that marks this an auto-reply (None: it is not one).
     auto_reply: str | None = None
+    # Set by ``protect``: the delivery failure report this message is (None: it is none).
+    bounce: Bounce | None = None
     # The existing ticket this message updates, once a stage found it.
     ticket_id: int | None = None
     # A closed ticket the new one continues (the `new_ticket` closed-ticket policy).

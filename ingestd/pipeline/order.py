@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ingestd.pipeline.runner import Pipeline
 from ingestd.pipeline.stages.apply import apply_to_ticket
+from ingestd.pipeline.stages.bounce import record_bounce
 from ingestd.pipeline.stages.classify import classify_sender
 from ingestd.pipeline.stages.dedupe import dedupe
 from ingestd.pipeline.stages.guard import guard_ticket
@@ -29,6 +30,7 @@ PIPELINE = Pipeline(
         ("dedupe", dedupe),
         ("find_ticket", find_tagged_ticket),
         ("thread", thread_by_references),
+        ("bounce", record_bounce),
         ("classify", classify_sender),
         ("guard", guard_ticket),
         ("match", match_opportunity),

@@ -1,5 +1,6 @@
-"""protect: header-only signals, before any database work — our own mail coming back, and
-auto-replies (RFC 3834 and the conventions before it).
+"""protect: signals read before any database work — our own mail coming back, bounces
+(``ingestd/bounces``; recorded by the ``bounce`` stage) and auto-replies (RFC 3834 and the
+conventions before it).
 
 Our own mail (From one of ``own_addresses``, or a Message-ID under one of
 ``own_message_id_domains``) ends here: ignored, ``own-mail``. An auto-reply is
@@ -16,6 +17,7 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
+from ingestd.bounces import read_bounce
 from ingestd.mailbytes import header_block
 from ingestd.mailtext import bytes_text
 from ingestd.pipeline.context import MessageContext, Outcome
@@ -28,6 +30,9 @@ def protect(ctx: MessageContext) -> Outcome | None:
     headers = HeaderParser(policy=compat32).parsestr(bytes_text(header_block(ctx.raw)))
     if own_mail(ctx, headers):
         return Outcome("ignored", "ignored", "own-mail")
+    ctx.bounce = read_bounce(ctx.raw)
+    if ctx.bounce is not None:
+        return None  # a bounce is handled as one (stage ``bounce``), not as an auto-reply
     ctx.auto_reply = auto_reply_signal(headers, ctx.message.from_address,
                                        list_headers=ctx.mailbox.auto_replies.list_headers)
     return None
@@ -55,6 +60,9 @@ def auto_reply_signal(headers: Message, from_address: str | None, *,
     for name in ("X-Autoreply", "X-Autorespond", "X-AutoReply-From", "X-Mail-Autoreply"):
         if headers.get(name) is not None:
             return name
+    # Apple's vacation responder marks its replies with this alone (no RFC 3834 header).
+    if (_value(headers, "X-Apple-Action") or "").upper() == "VACATION":
+        return "X-Apple-Action: VACATION"
     if list_headers:
         for name in ("List-Id", "List-Unsubscribe"):
             if headers.get(name) is not None:

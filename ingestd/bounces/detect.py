@@ -1,0 +1,318 @@
+"""Is this mail a bounce, and if so, which recipients failed: ``read_bounce``.
+
+A bounce must look like one before anything is read from it: a
+``multipart/report`` of delivery status, an ``X-Failed-Recipients`` header,
+or a robot sender (MAILER-DAEMON, postmaster, a null return path, "Mail
+Delivery System") together with a subject that reports a delivery problem.
+A person's mail about an undelivered parcel is never taken for one. Then the
+failed recipients are read from the most reliable source present: RFC 3464
+fields, Exim's header, flufl.bounce's vendor detectors (Mailman's), and the
+report's own prose; the last resort is the To of the returned message.
+Abuse reports (ARF) and read receipts (MDN) are reports but not bounces; a
+DSN that only says "delivered" is no failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterable
+from email import message_from_bytes
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import HeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+
+from flufl.bounce import all_failures
+
+from ingestd.bounces.dsn import dsn_recipients, status_text
+from ingestd.bounces.report import Bounce, FailedRecipient
+from ingestd.bounces.text import (
+    ADDRESS,
+    gave_up,
+    report_addresses,
+    report_section,
+    status_near,
+    status_of_report,
+)
+from ingestd.mailbytes import header_block
+from ingestd.mailtext import bytes_text
+
+_NOT_BOUNCES = {"feedback-report", "disposition-notification"}
+_DSN_TYPES = {"message/delivery-status", "message/global-delivery-status"}
+_ORIGINAL_TYPES = {"message/rfc822", "text/rfc822-headers", "message/global",
+                   "message/global-headers", "text/rfc822-header"}
+_ROBOT_SENDER = re.compile(
+    r"mailer[-_]?daemon|postmaster|mail[ -]?delivery|mail[ -]?administrator|"
+    r"mail[ -]?system|mdaemon|delivery[ -]?(?:status|subsystem|notification)|"
+    r"bounce|returned mail|^<?>?$", re.IGNORECASE)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|not (?:be )?delivered|delivery (?:status|fail|notification|report|problem|"
+    r"error|incomplete|delayed|has failed|to the following)|returned mail|return(?:ed)? to "
+    r"sender|failure notice|mail delivery (?:fail|system|subsystem|problem|error)|"
+    r"non[- ]?deliver|nondeliverable|delivery failure|could not (?:be )?deliver|"
+    r"failed delivery|delivery failed|unzustellbar|mail system error|bounce|"
+    r"permanent (?:error|failure)|delayed mail|warning: could not send|unable to deliver|"
+    r"message (?:rejected|blocked|failed)|rejected|mailbox (?:is )?(?:full|unavailable)|"
+    r"user unknown|no such user|error sending|mail could not|failed to deliver|"
+    r"unsuccessful|not reachable|mail failure|send failure|returned message|delayed|"
+    r"failed|failure|error|エラー|不達|配信",
+    re.IGNORECASE)
+_MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_MAX_RECIPIENTS = 100
+# flufl.bounce logs a traceback for a detector that trips over odd mail; we
+# read the bounce another way then, and an error log line would mislead.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
+
+
+def read_bounce(raw: bytes) -> Bounce | None:
+    """The bounce ``raw`` is, or None when it is not a (failure) bounce."""
+    headers = HeaderParser(policy=compat32).parsestr(bytes_text(header_block(raw)))
+    content_type = headers.get_content_type()
+    report_type = str(headers.get_param("report-type", "") or "").lower()
+    if content_type == "multipart/report" and report_type in _NOT_BOUNCES:
+        return None
+    dsn_report = content_type == "multipart/report" and report_type in (
+        "delivery-status", "global-delivery-status", "")
+    failed_header = str(headers.get("X-Failed-Recipients") or "")
+    if not (dsn_report or failed_header or _looks_like_bounce(headers)):
+        return None
+    message = message_from_bytes(raw, policy=compat32)
+    recipients, read_as, success_only = _recipients(message, headers, failed_header)
+    if success_only or not recipients:
+        return None
+    original = _original(message) or _returned_headers(message)
+    return Bounce(
+        recipients=tuple(recipients[:_MAX_RECIPIENTS]),
+        original_message_ids=_message_ids(message, original),
+        original_subject=_header_text(original, "Subject") if original is not None else None,
+        read_as=read_as,
+    )
+
+
+def _looks_like_bounce(headers: Message) -> bool:
+    sender = str(headers.get("From") or "")
+    return_path = str(headers.get("Return-Path") or "").strip()
+    robot = bool(_ROBOT_SENDER.search(sender)) or return_path in ("<>", "")
+    if return_path == "" and headers.get("Return-Path") is None:
+        robot = bool(_ROBOT_SENDER.search(sender))
+    return robot and bool(_BOUNCE_SUBJECT.search(_subject(headers)))
+
+
+def _subject(headers: Message) -> str:
+    value = str(headers.get("Subject") or "")
+    with contextlib.suppress(Exception):
+        return str(make_header(decode_header(value)))
+    return value
+
+
+def _recipients(message: Message, headers: Message, failed_header: str
+                ) -> tuple[list[FailedRecipient], str, bool]:
+    """(failed recipients, how they were read, whether the report is of successes only)."""
+    report = _report_text(message)
+    dsn_seen = False
+    for part in [*message.walk(), _body_as_text(message)]:
+        kind = part.get_content_type()
+        text = status_text(part) if kind in _DSN_TYPES else None
+        if text is None and kind == "text/plain":
+            payload = _part_text(part)
+            if re.search(r"^Final-Recipient:", payload, re.IGNORECASE | re.MULTILINE):
+                text = payload
+        if text is None:
+            continue
+        found, seen = dsn_recipients(text)
+        dsn_seen = dsn_seen or seen
+        if found:
+            return _with_report_status(found, report), "dsn", False
+    if dsn_seen:
+        return [], "dsn", True
+    exclude = _own_addresses(headers, message)
+    if failed_header:
+        addresses = [a.lower() for a in ADDRESS.findall(failed_header)]
+        if addresses:
+            return _statused(addresses, report), "x-failed-recipients", False
+    vendor = _vendor(message)
+    if vendor:
+        permanent, temporary = vendor
+        vendor_found = [a for a in [*permanent, *temporary] if a not in exclude]
+        if vendor_found:
+            return _statused(vendor_found, report), "vendor", False
+    # The bounce may go to the very address that failed (a test to oneself,
+    # an alias), or name a postmaster: when nothing else is named, only the
+    # bounce's own From is left out.
+    named = (report_addresses(report, exclude)
+             or report_addresses(report, _bounce_from(headers), robots=True))
+    if named:
+        ends = [offset for _, offset in named[1:]] + [len(report)]
+        whole = status_of_report(report)
+        return ([_recipient(address, status_near(report, offset, end), whole, report)
+                 for (address, offset), end in zip(named, ends, strict=True)], "text", False)
+    original = _original(message) or _returned_headers(message)
+    if original is not None:
+        to = [a.lower() for _, a in getaddresses([str(original.get("To") or "")]) if "@" in a]
+        to = [a for a in to if a not in exclude]
+        if to:
+            return _statused(to[:1], report), "text", False
+    return [], "text", False
+
+
+def _with_report_status(found: list[FailedRecipient], report: str) -> list[FailedRecipient]:
+    """DSN recipients whose Status was missing take what the prose says about them."""
+    result = []
+    for recipient in found:
+        if recipient.status in ("5.0.0", "4.0.0"):
+            at = report.lower().find(recipient.address)
+            near = status_near(report, at, at + 600) if at >= 0 else None
+            if near is not None and near[0] == recipient.status[0]:
+                recipient = FailedRecipient(recipient.address, near, recipient.final)
+        result.append(recipient)
+    return result
+
+
+def _statused(addresses: list[str], report: str) -> list[FailedRecipient]:
+    result: list[FailedRecipient] = []
+    lowered = report.lower()
+    whole = status_of_report(report)
+    for address in dict.fromkeys(addresses):
+        at = lowered.find(address)
+        status = status_near(report, at, at + 600) if at >= 0 else None
+        # flufl.bounce calls a report "temporary" on weak evidence; the
+        # report's own words decide, as for any other address.
+        result.append(_recipient(address, status, whole, report))
+    return result
+
+
+def _recipient(address: str, status: str | None, whole: str, report: str) -> FailedRecipient:
+    """A status written for the address decides; else the report's, and whether it gave up."""
+    if status is not None:
+        return FailedRecipient(address, status)
+    return FailedRecipient(address, whole, final=gave_up(report))
+
+
+def _vendor(message: Message) -> tuple[list[str], list[str]] | None:
+    """flufl.bounce's detectors (permanent, temporary), addresses decoded and lower case."""
+    # A detector that trips over odd mail must not stop the bounce being read otherwise.
+    with contextlib.suppress(Exception):
+        temporary, permanent = all_failures(message)
+        return (sorted(_decoded(permanent)), sorted(_decoded(temporary)))
+    return None
+
+
+def _decoded(addresses: Iterable[bytes | str]) -> set[str]:
+    out = set()
+    for address in addresses:
+        text = address.decode("utf-8", "replace") if isinstance(address, bytes) else address
+        found = ADDRESS.search(text)
+        if found is not None:
+            out.add(found.group().lower().rstrip("."))
+    return out
+
+
+def _report_text(message: Message) -> str:
+    """The bounce's own prose: its text parts outside any returned message, report part cut."""
+    texts: list[str] = []
+    _collect_text(message, texts)
+    text = "\n".join(texts)
+    if not text.strip():
+        # A multipart whose boundary never appears (the header names another):
+        # its whole body is one preamble, which the parts above do not include.
+        text = _part_text(_body_as_text(message))
+    return report_section(text)
+
+
+def _body_as_text(message: Message) -> Message:
+    """The message's whole body as one text/plain part, for reports whose MIME is broken."""
+    body = Message()
+    body.set_payload(message.preamble or "" if message.is_multipart() else "")
+    if not message.is_multipart():
+        body.set_payload(message.get_payload())
+    body["Content-Type"] = "text/plain"
+    return body
+
+
+def _collect_text(part: Message, texts: list[str]) -> None:
+    kind = part.get_content_type()
+    if kind in _ORIGINAL_TYPES:
+        return
+    if part.is_multipart():
+        for child in part.get_payload():
+            if isinstance(child, Message):
+                _collect_text(child, texts)
+        return
+    if kind in _DSN_TYPES:
+        texts.append(status_text(part))
+    elif part.get_content_maintype() == "text":
+        text = _part_text(part)
+        texts.append(re.sub(r"<[^>]*>", " ", text) if kind == "text/html" else text)
+
+
+def _part_text(part: Message) -> str:
+    data = part.get_payload(decode=True)
+    if not isinstance(data, bytes):
+        return str(part.get_payload())
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
+def _bounce_from(headers: Message) -> set[str]:
+    return {a.lower() for _, a in getaddresses([str(headers.get("From") or "")]) if "@" in a}
+
+
+def _returned_headers(message: Message) -> Message | None:
+    """The returned message's header block, pasted into the report's text after it."""
+    texts: list[str] = []
+    _collect_text(message, texts)
+    text = "\n".join(texts)
+    rest = text[len(report_section(text)):]
+    start = re.search(r"^(?:Received|Return-Path|From|To|Message-ID|Date|Subject):", rest,
+                      re.IGNORECASE | re.MULTILINE)
+    if start is None:
+        return None
+    return HeaderParser(policy=compat32).parsestr(rest[start.start():])
+
+
+def _own_addresses(headers: Message, message: Message) -> set[str]:
+    """Who the bounce is from and to (the original sender): never a failed recipient."""
+    fields = [str(headers.get(name) or "") for name in ("From", "To", "Sender", "Reply-To")]
+    original = _original(message)
+    if original is not None:
+        fields += [str(original.get(name) or "") for name in ("From", "Sender", "Return-Path")]
+    return {a.lower() for _, a in getaddresses(fields) if "@" in a}
+
+
+def _original(message: Message) -> Message | None:
+    """The returned message (or its headers), when the bounce encloses it as a part."""
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind not in _ORIGINAL_TYPES:
+            continue
+        payload = part.get_payload()
+        if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+            return payload[0]
+        data = part.get_payload(decode=True)
+        if isinstance(data, bytes):
+            return HeaderParser(policy=compat32).parsestr(bytes_text(header_block(data)))
+    return None
+
+
+def _message_ids(message: Message, original: Message | None) -> tuple[str, ...]:
+    ids: list[str] = []
+    if original is not None:
+        ids += re.findall(r"<[^<>\s]+>", str(original.get("Message-ID") or ""))
+    for name in ("In-Reply-To", "References"):
+        ids += re.findall(r"<[^<>\s]+>", str(message.get(name) or ""))
+    texts: list[str] = []
+    _collect_text(message, texts)
+    ids += _MESSAGE_ID.findall("\n".join(texts))
+    own = str(message.get("Message-ID") or "").strip()
+    return tuple(i for i in dict.fromkeys(ids) if i != own)[:20]
+
+
+def _header_text(headers: Message, name: str) -> str | None:
+    value = headers.get(name)
+    return " ".join(str(value).split()) if value is not None else None

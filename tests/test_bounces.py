@@ -1,0 +1,164 @@
+"""Bounces: read into failed recipients, never a ticket, recorded where their mail belongs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ingestd.bounces import read_bounce
+from ingestd.config import load_settings
+from ingestd.db.engine import make_engine
+from ingestd.db.tables import ACTIONS
+from tests.conftest import write_config
+from tests.processing_env import ProcessingEnv, import_directory, processing_config
+from tests.test_rules import mail
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "emails"
+
+
+def _fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def test_a_dsn_gives_each_failed_recipient_its_status_and_class() -> None:
+    bounce = read_bounce(_fixture("bounce-dsn-two-recipients.eml"))
+    assert bounce is not None and bounce.read_as == "dsn"
+    assert [(r.address, r.status, r.hard) for r in bounce.recipients] == [
+        ("bob@acme.example", "5.1.1", True), ("carol@acme.example", "4.2.2", False)]
+    assert bounce.original_message_ids == ("<out-777-1@mailer.example.com>",)
+    assert bounce.original_subject == "[ID:777] Your printer"
+    assert bounce.hard and bounce.worst_status == "5.1.1"
+
+
+def test_a_prose_bounce_is_read_from_its_report_not_from_the_returned_message() -> None:
+    """qmail writes no DSN fields; the address and the server's answer come from its text."""
+    bounce = read_bounce(_fixture("bounce-qmail-prose.eml"))
+    assert bounce is not None
+    assert [(r.address, r.status, r.hard) for r in bounce.recipients] == [
+        ("dave@acme.example", "5.1.1", True)]
+    assert bounce.original_message_ids == ("<out-qmail-2@mailer.example.com>",)
+
+
+def test_a_dsn_with_a_boundary_that_never_appears_is_still_read() -> None:
+    """The header names one boundary, the body uses another: the whole body is read as text."""
+    raw = _fixture("bounce-dsn-two-recipients.eml").replace(
+        b'boundary="dsn.boundary.1"', b'boundary="another.one"')
+    bounce = read_bounce(raw)
+    assert bounce is not None
+    assert {r.address for r in bounce.recipients} == {"bob@acme.example", "carol@acme.example"}
+
+
+def test_exim_names_its_failed_recipients_in_a_header() -> None:
+    raw = (b"From: Mail Delivery System <Mailer-Daemon@mx.acme.example>\r\n"
+           b"To: helpdesk@example.com\r\nSubject: Mail delivery failed: returning message\r\n"
+           b"X-Failed-Recipients: erin@acme.example\r\n\r\n"
+           b"This message was created automatically by mail delivery software.\r\n\r\n"
+           b"  erin@acme.example\r\n    SMTP error from remote mail server after RCPT TO:\r\n"
+           b"    550 5.7.1 Relaying denied\r\n")
+    bounce = read_bounce(raw)
+    assert bounce is not None and bounce.read_as == "x-failed-recipients"
+    assert [(r.address, r.status) for r in bounce.recipients] == [("erin@acme.example", "5.7.1")]
+
+
+def test_a_delay_warning_is_a_soft_bounce() -> None:
+    raw = (b"From: Mail Delivery Subsystem <MAILER-DAEMON@mx.acme.example>\r\n"
+           b"To: helpdesk@example.com\r\nSubject: Warning: message delayed\r\n\r\n"
+           b"Delivery to the following recipient has been delayed:\r\n\r\n"
+           b"     frank@acme.example\r\n\r\nMessage will be retried for 2 more day(s)\r\n")
+    bounce = read_bounce(raw)
+    assert bounce is not None
+    assert [(r.address, r.hard) for r in bounce.recipients] == [("frank@acme.example", False)]
+
+
+@pytest.mark.parametrize("name", ["report-abuse-arf.eml", "report-read-receipt-mdn.eml"])
+def test_abuse_reports_and_read_receipts_are_no_bounces(name: str) -> None:
+    assert read_bounce(_fixture(name)) is None
+
+
+def test_a_dsn_of_successful_delivery_is_no_bounce() -> None:
+    raw = _fixture("bounce-dsn-two-recipients.eml").replace(
+        b"Action: failed", b"Action: delivered").replace(b"Action: delayed", b"Action: relayed")
+    assert read_bounce(raw) is None
+
+
+@pytest.mark.parametrize("sender,subject", [
+    ("Bob <bob@acme.example>", "Undelivered parcel, order 1234"),
+    ("Bob <bob@acme.example>", "Delivery failed for my order"),
+    ("MAILER-DAEMON@mx.acme.example", "Your weekly report"),
+])
+def test_a_person_writing_about_a_failed_delivery_is_no_bounce(sender: str,
+                                                               subject: str) -> None:
+    """A bounce needs a robot sender and a bounce subject (or a DSN, or Exim's header)."""
+    raw = (f"From: {sender}\r\nTo: support@example.com\r\nSubject: {subject}\r\n\r\n"
+           "The parcel to carol@acme.example was not delivered: error 550.\r\n").encode()
+    assert read_bounce(raw) is None
+
+
+@pytest.fixture
+def env(tmp_path: Path, db_url: str) -> ProcessingEnv:
+    config = processing_config(db_url, workers=0)
+    config["own_addresses"] = ["helpdesk@example.com"]
+    path = write_config(tmp_path, config)
+    import_directory(path)
+    return ProcessingEnv(path, make_engine(load_settings(path).database), "ingest")
+
+
+def _actions(env: ProcessingEnv, ticket_id: int) -> list[dict[str, object]]:
+    return env.ticket(ticket_id)["actions"]  # type: ignore[no-any-return]
+
+
+def test_a_bounce_of_outgoing_mail_is_a_delivery_failure_on_its_ticket(
+        env: ProcessingEnv) -> None:
+    """The Message-ID recorded with `tickets add-outgoing` finds the ticket; a closed ticket
+    stays closed; the action JSON carries the failed recipients, status and class."""
+    row = env.deliver("", raw=mail(subject="Printer broken"))
+    ticket = row.ticket_id
+    assert env.cli("tickets", "add-outgoing", str(ticket), "--message-id",
+                   "<out-777-1@mailer.example.com>", "--to", "bob@acme.example") == 0
+    assert env.cli("tickets", "set-status", str(ticket), "closed") == 0
+    raw = _fixture("bounce-dsn-two-recipients.eml").replace(b"[ID:777]", b"[no tag]")
+    bounce = env.deliver("", raw=raw)
+    assert bounce.status == "processed" and bounce.ticket_id == ticket
+    assert "bounce of <out-777-1@mailer.example.com>" in bounce.reason
+    shown = env.ticket(ticket)
+    assert shown["status"] == "closed"
+    failure = shown["actions"][-1]
+    assert failure["kind"] == "delivery_failure"
+    assert failure["failed_recipient"] == ["bob@acme.example", "carol@acme.example"]
+    assert (failure["status"], failure["hard"]) == ("5.1.1", True)
+    assert env.count("tickets") == 1
+
+
+def test_a_bounce_finds_its_ticket_by_the_tag_in_the_returned_subject(
+        env: ProcessingEnv) -> None:
+    first = env.deliver("", raw=mail(subject="Printer broken"))
+    raw = _fixture("bounce-dsn-two-recipients.eml").replace(
+        b"[ID:777]", f"[ID:{first.ticket_id}]".encode())
+    bounce = env.deliver("", raw=raw)
+    assert bounce.ticket_id == first.ticket_id
+    assert "tagged" in bounce.reason
+
+
+def test_a_bounce_naming_nothing_we_know_is_ignored(env: ProcessingEnv) -> None:
+    for name in ("bounce-dsn-two-recipients.eml", "bounce-qmail-prose.eml"):
+        row = env.deliver("", raw=_fixture(name))
+        assert row.status == "ignored" and row.reason.startswith("bounce:"), row.reason
+    assert env.count("tickets") == 0
+    with env.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(ACTIONS)).scalar() == 0
+
+
+def test_a_bounce_is_never_held_by_the_hijack_guard(tmp_path: Path, db_url: str) -> None:
+    """MAILER-DAEMON is related to no ticket, yet its report of our mail belongs there."""
+    config = processing_config(db_url, workers=0)
+    config["mailboxes"][0]["unrelated_sender"] = "hold"
+    path = write_config(tmp_path, config)
+    import_directory(path)
+    env = ProcessingEnv(path, make_engine(load_settings(path).database), "ingest")
+    first = env.deliver("", raw=mail(subject="Printer broken"))
+    raw = _fixture("bounce-qmail-prose.eml").replace(
+        b"Subject: Your request", f"Subject: [ID:{first.ticket_id}] Your request".encode())
+    row = env.deliver("", raw=raw)
+    assert row.status == "processed" and row.ticket_id == first.ticket_id
