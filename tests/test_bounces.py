@@ -144,7 +144,7 @@ def test_a_bounce_finds_its_ticket_by_the_tag_in_the_returned_subject(
 def test_a_bounce_naming_nothing_we_know_is_ignored(env: ProcessingEnv) -> None:
     for name in ("bounce-dsn-two-recipients.eml", "bounce-qmail-prose.eml"):
         row = env.deliver("", raw=_fixture(name))
-        assert row.status == "ignored" and row.reason.startswith("bounce:"), row.reason
+        assert (row.status, row.reason) == ("ignored", "bounce")
     assert env.count("tickets") == 0
     with env.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(ACTIONS)).scalar() == 0

@@ -112,3 +112,20 @@ def test_explain_refuses_an_unknown_mailbox(env: ProcessingEnv, tmp_path: Path) 
     path.write_bytes(mail())
     assert main(["explain", "--mailbox", "nowhere", str(path), "--config",
                  str(env.config_path)]) == 65
+
+
+def test_explain_shows_a_bounce_and_its_failed_recipients(
+        env: ProcessingEnv, tmp_path: Path, capsys: Any) -> None:
+    raw = (Path(__file__).parent.parent / "fixtures" / "emails"
+           / "bounce-dsn-two-recipients.eml").read_bytes()
+    record = _explain(env, tmp_path, raw, capsys)
+    assert record["bounce"]["failed"] == [
+        {"address": "bob@acme.example", "status": "5.1.1", "hard": True},
+        {"address": "carol@acme.example", "status": "4.2.2", "hard": False}]
+    assert record["outcome"]["reason"] == "bounce"
+    path = tmp_path / "bounce.eml"
+    path.write_bytes(raw)
+    assert main(["explain", "--mailbox", "support", str(path), "--config",
+                 str(env.config_path)]) == 0
+    assert ("protect   a bounce (dsn): bob@acme.example 5.1.1 hard, carol@acme.example 4.2.2 "
+            "soft") in capsys.readouterr().out.splitlines()

@@ -119,3 +119,37 @@ def test_the_rate_limit_holds_a_looping_sender(
     imported = ProcessingEnv(path, daemon.engine, "ingest").deliver(
         "", raw=mail(subject="Archived 1", sender="robot@loop.example"))
     assert imported.status == "processed"
+
+
+def test_an_auto_responder_ping_pong_stops_at_the_rate_limit(
+        tmp_path: Path, sqlite_url: str, start_daemon: Any) -> None:
+    """Two auto-replying parties over SMTP: the helpdesk acknowledges every update (recorded
+    with `tickets add-outgoing`, as the helpdesk would), the customer's autoresponder answers
+    every acknowledgement. Each answer is an update to the ticket, so only the rate limit
+    can end the exchange: exactly `rate_limit` messages are taken, the next is held (loop),
+    and with nothing new on the ticket the helpdesk sends nothing more."""
+    config = processing_config(sqlite_url, workers=1)
+    config["mailboxes"][0]["rate_limit"] = {"new_tickets": 5, "per_seconds": 3600}
+    path = write_config(tmp_path, config)
+    import_directory(path)
+    daemon = start_daemon(path)
+    env = ProcessingEnv(path, daemon.engine, "smtp", daemon.port)
+    robot = "robot@loop.example"
+    opened = env.deliver("", raw=mail(subject="Order 1", sender=robot, body="new order"))
+    ticket = opened.ticket_id
+    taken, last, rounds = 1, opened, 0
+    while last.status == "processed" and rounds < 50:
+        rounds += 1
+        ack = f"<ack-{rounds}@helpdesk.example.com>"
+        assert env.cli("tickets", "add-outgoing", str(ticket), "--message-id", ack,
+                       "--to", robot, "--subject", f"[ID:{ticket}] We got your message") == 0
+        last = env.deliver("", raw=mail(
+            subject=f"Auto: [ID:{ticket}] We got your message", sender=robot,
+            body=f"autoresponse {rounds}",
+            extra=f"Auto-Submitted: auto-replied\r\nIn-Reply-To: {ack}\r\n"))
+        taken += last.status == "processed"
+    assert (last.status, last.reason) == ("quarantined", "loop")
+    assert taken == 5 and rounds == 5
+    assert env.count("tickets") == 1
+    kinds = [a["kind"] for a in env.ticket(ticket)["actions"]]
+    assert kinds == ["email"] + ["outgoing", "auto_reply"] * 4 + ["outgoing"]

@@ -65,6 +65,11 @@ def lines(record: dict[str, Any]) -> list[str]:
         out.extend(f"          defect: {d}" for d in parse["defects"])
     if record.get("auto_reply"):
         out.append(f"protect   an auto-reply ({record['auto_reply']})")
+    bounce = record.get("bounce")
+    if bounce:
+        failed = ", ".join(f"{f['address']} {f['status']} {'hard' if f['hard'] else 'soft'}"
+                           for f in bounce["failed"])
+        out.append(f"protect   a bounce ({bounce['read_as']}): {failed}")
     tag = record.get("tag")
     out.append(f"tag       {tag['text']} in the {tag['where']} names ticket #{tag['ticket_id']}"
                if tag else "tag       none found")

@@ -75,6 +75,13 @@ def _record(ctx: MessageContext, outcome: Outcome) -> dict[str, Any]:
             "text_chars": len(parsed.text), "defects": list(parsed.defects),
         }
     record["auto_reply"] = ctx.auto_reply
+    bounce = ctx.bounce
+    record["bounce"] = ({
+        "read_as": bounce.read_as,
+        "failed": [{"address": r.address, "status": r.status, "hard": r.hard}
+                   for r in bounce.recipients],
+        "original_message_ids": list(bounce.original_message_ids),
+    } if bounce is not None else None)
     record["tag"] = ({"text": ctx.tag.text, "ticket_id": ctx.tag.ticket_id,
                       "where": ctx.tag.where} if ctx.tag is not None else None)
     sender = ctx.sender

@@ -8,13 +8,15 @@ tickets add-outgoing``, or any mail on the ticket), else the one a tag in
 the returned message's subject names. The action is a ``delivery_failure``
 with the failed recipients, the worst status and whether any failure is
 hard; the ticket is touched but never reopened. A bounce naming no ticket
-is ignored with reason ``bounce``. Bounces skip the sender checks (guard,
+is ignored with reason ``bounce`` (the failed recipients are logged, event
+``message.bounce``). Bounces skip the sender checks (guard,
 rules, My Inbox): their sender is a mail server, not a person.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+import structlog
 
 from ingestd.addresses import joined_addresses
 from ingestd.bounces import Bounce
@@ -22,6 +24,8 @@ from ingestd.db.tables import ACTIONS, TICKETS
 from ingestd.pipeline.context import MessageContext, Outcome, Sender
 from ingestd.pipeline.stages.apply import add_email_action, touch_ticket
 from ingestd.pipeline.stages.tag import find_ticket_tag
+
+log = structlog.get_logger("ingestd.bounce")
 
 
 def record_bounce(ctx: MessageContext) -> Outcome | None:
@@ -31,10 +35,10 @@ def record_bounce(ctx: MessageContext) -> Outcome | None:
     failed = ", ".join(f"{r.address} {r.status} {'hard' if r.hard else 'soft'}"
                        for r in bounce.recipients[:5])
     ticket_id = ctx.ticket_id or _named_ticket(ctx, bounce)
-    if ticket_id is None:
-        return Outcome("ignored", "ignored", f"bounce: {failed}; names no ticket of ours")
-    if touch_ticket(ctx.db, ticket_id, ctx.now, reopen=False) is None:
-        return Outcome("ignored", "ignored", f"bounce: {failed}; ticket #{ticket_id} is gone")
+    if ticket_id is None or touch_ticket(ctx.db, ticket_id, ctx.now, reopen=False) is None:
+        log.info("message.bounce", id=ctx.inbound_id, mailbox=ctx.mailbox.name, failed=failed,
+                 message_ids=list(bounce.original_message_ids[:5]), ticket=None)
+        return Outcome("ignored", "ignored", "bounce")
     action_id = add_email_action(ctx.db, ticket_id, ctx.message,
                                  Sender("unknown", ctx.message.from_address),
                                  ctx.inbound_id, ctx.now, kind="delivery_failure")
