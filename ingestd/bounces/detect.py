@@ -62,6 +62,7 @@ _BOUNCE_SUBJECT = re.compile(
     re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _MAX_RECIPIENTS = 100
+_READ_LIMIT = 256 * 1024
 # flufl.bounce logs a traceback for a detector that trips over odd mail; we
 # read the bounce another way then, and an error log line would mislead.
 logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
@@ -79,7 +80,9 @@ def read_bounce(raw: bytes) -> Bounce | None:
     failed_header = str(headers.get("X-Failed-Recipients") or "")
     if not (dsn_report or failed_header or _looks_like_bounce(headers)):
         return None
-    message = message_from_bytes(raw, policy=compat32)
+    # The report comes before the returned message, which may be large: the
+    # vendor detectors scan every body line, so only the start is read.
+    message = message_from_bytes(raw[:_READ_LIMIT], policy=compat32)
     recipients, read_as, success_only = _recipients(message, headers, failed_header)
     if success_only or not recipients:
         return None

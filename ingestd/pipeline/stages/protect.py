@@ -17,10 +17,14 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
+import structlog
+
 from ingestd.bounces import read_bounce
 from ingestd.mailbytes import header_block
 from ingestd.mailtext import bytes_text
 from ingestd.pipeline.context import MessageContext, Outcome
+
+log = structlog.get_logger("ingestd.protect")
 
 _BULK_PRECEDENCE = {"bulk", "junk", "auto_reply"}
 _ROBOT_LOCAL_PARTS = {"mailer-daemon", "postmaster", "mailer_daemon"}
@@ -30,7 +34,13 @@ def protect(ctx: MessageContext) -> Outcome | None:
     headers = HeaderParser(policy=compat32).parsestr(bytes_text(header_block(ctx.raw)))
     if own_mail(ctx, headers):
         return Outcome("ignored", "ignored", "own-mail")
-    ctx.bounce = read_bounce(ctx.raw)
+    try:
+        ctx.bounce = read_bounce(ctx.raw)
+    except Exception as error:
+        # Mail the bounce reader cannot read is kept as ordinary mail (a ticket
+        # or an auto-reply), never failed for it.
+        log.warning("bounce.unreadable", id=ctx.inbound_id, error=repr(error)[:300])
+        ctx.bounce = None
     if ctx.bounce is not None:
         return None  # a bounce is handled as one (stage ``bounce``), not as an auto-reply
     ctx.auto_reply = auto_reply_signal(headers, ctx.message.from_address,
