@@ -178,6 +178,11 @@ class Forbidden(InvalidRequest):
     """The caller may see the row but not do this to it (a non-administrator's delete)."""
 
 
+class RawPurged(InvalidRequest):
+    """The message's raw bytes were purged by retention (``messages purge``); the HTTP
+    API answers 410."""
+
+
 class AlreadyActed(InvalidRequest):
     """A My Inbox item was already attached, converted, noted or deleted.
 

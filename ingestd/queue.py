@@ -35,7 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ingestd.db.inbound import INBOUND
-from ingestd.errors import InvalidRequest, LeaseLost, NotFound
+from ingestd.errors import InvalidRequest, LeaseLost, NotFound, RawPurged
 
 STATUSES = ("pending", "processed", "duplicate", "ignored", "quarantined")
 
@@ -276,9 +276,14 @@ def reprocess(conn: sa.Connection, message_id: int) -> str:
     A duplicate is processed as if it were first (dedupe is skipped for it):
     the operator decided it is not the same message after all.
     """
-    status = conn.execute(sa.select(INBOUND.c.status).where(INBOUND.c.id == message_id)).scalar()
-    if status is None:
+    row = conn.execute(sa.select(INBOUND.c.status, INBOUND.c.raw_purged_at)
+                       .where(INBOUND.c.id == message_id)).first()
+    if row is None:
         raise NotFound(f"no inbound message with id {message_id}")
+    status = row.status
+    if row.raw_purged_at is not None:
+        raise RawPurged(f"message {message_id}: raw bytes purged on "
+                        f"{row.raw_purged_at.date().isoformat()}; it cannot be processed again")
     if status not in ("duplicate", "ignored", "quarantined"):
         raise InvalidRequest(
             f"message {message_id} is {status}; only duplicate, ignored or quarantined "

@@ -352,3 +352,25 @@ def _race(api: Api, item: int, calls: list[tuple[str, str, dict[str, Any]]]
         assert not thread.is_alive(), "a call hung"
     assert all(r is not None for r in responses)
     return [r for r in responses if r is not None]
+
+
+def test_raw_of_a_purged_message_is_410_with_the_date(api: Api) -> None:
+    """`messages purge` keeps an open item's bytes; once the item is acted on and purged,
+    the raw route answers 410 Gone naming the purge date."""
+    from datetime import timedelta
+
+    from ingestd.db.tables import INBOUND
+    from ingestd.services.retention import purge_raw
+
+    item = api.box.item(mail("zed@newco.example", "Old quote"))
+    with api.box.engine.begin() as conn:
+        for row in conn.execute(sa.select(INBOUND.c.id, INBOUND.c.received_at)).all():
+            conn.execute(sa.update(INBOUND).where(INBOUND.c.id == row.id)
+                         .values(received_at=row.received_at - timedelta(days=40)))
+    assert purge_raw(api.box.engine, timedelta(days=30)) == 0  # the item is still open
+    assert api.call("DELETE", f"/api/inbox/{item}", ADA).status_code == 200
+    assert purge_raw(api.box.engine, timedelta(days=30)) == 1
+    gone = api.call("GET", f"/api/inbox/{item}/raw", NINA)
+    assert gone.status_code == 410
+    assert gone.json()["detail"].startswith("message ") and "raw bytes purged on 20" in (
+        gone.json()["detail"])

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ingestd.cli import exits
-from ingestd.cli.common import add_config_option, database, settings_from
+from ingestd.cli.common import add_config_option, database, settings_from, write_bytes
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,7 +23,5 @@ def get_attachment(args: argparse.Namespace) -> int:
 
     with database(settings_from(args)) as engine, read_only(engine) as conn:
         content = attachment_content(conn, args.id)
-    sys.stdout.flush()
-    sys.stdout.buffer.write(content)
-    sys.stdout.buffer.flush()
+    write_bytes(content)
     return exits.OK

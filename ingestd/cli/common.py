@@ -63,6 +63,19 @@ def print_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
+def write_bytes(content: bytes) -> None:
+    """``content`` on stdout, byte-exact (after any text already written)."""
+    sys.stdout.flush()
+    sys.stdout.buffer.write(content)
+    sys.stdout.buffer.flush()
+
+
+def print_record(record: dict[str, Any]) -> None:
+    """A record as aligned ``key: value`` lines, values made terminal-safe."""
+    for key, value in record.items():
+        print(f"{key + ':':<16} {'' if value is None else terminal_safe(str(value))}")
+
+
 def note_truncation(page: Page, option: str = "--limit") -> None:
     """On stderr, when a listing stopped at its limit: ``showing 50 of 1,284; use --limit``."""
     if page.truncated:

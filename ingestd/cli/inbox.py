@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ from ingestd.cli.common import (
     print_json,
     settings_from,
     terminal_safe,
+    write_bytes,
 )
 from ingestd.services.vocabulary import INBOX_STATUSES
 
@@ -120,9 +120,7 @@ def raw(args: argparse.Namespace) -> int:
 
     with database(settings_from(args)) as engine, read_only(engine) as conn:
         content = inbox.item_message(conn, args.id)
-    sys.stdout.flush()
-    sys.stdout.buffer.write(content)
-    sys.stdout.buffer.flush()
+    write_bytes(content)
     return exits.OK
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timedelta
 
 from ingestd.cli import exits
 from ingestd.cli.common import (
@@ -11,9 +12,12 @@ from ingestd.cli.common import (
     database,
     note_truncation,
     print_json,
+    print_record,
     settings_from,
     terminal_safe,
+    write_bytes,
 )
+from ingestd.cli.quarantine import days
 from ingestd.services.vocabulary import INBOUND_STATUSES
 
 
@@ -39,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_config_option(again)
     again.add_argument("id", type=int)
     again.set_defaults(func=reprocess_message)
+    purge = commands.add_parser(
+        "purge", help="drop the raw bytes of processed, duplicate and ignored messages "
+        "received more than DAYS days ago (rows, dedupe keys and tickets stay)")
+    add_config_option(purge)
+    purge.add_argument("--older-than", type=days, required=True, metavar="DAYS")
+    purge.set_defaults(func=purge_messages)
 
 
 def list_messages(args: argparse.Namespace) -> int:
@@ -74,14 +84,11 @@ def show_message(args: argparse.Namespace) -> int:
         else:
             record = messages.show_message(conn, args.id)
     if args.raw:
-        sys.stdout.flush()
-        sys.stdout.buffer.write(raw)
-        sys.stdout.buffer.flush()
+        write_bytes(raw)
     elif args.json:
         print_json(record)
     else:
-        for key, value in record.items():
-            print(f"{key + ':':<16} {'' if value is None else terminal_safe(str(value))}")
+        print_record(record)
     return exits.OK
 
 
@@ -91,4 +98,13 @@ def reprocess_message(args: argparse.Namespace) -> int:
     with database(settings_from(args)) as engine, engine.begin() as conn:
         was = reprocess(conn, args.id)
     print(f"message {args.id} ({was}) is pending again; the daemon's workers will process it")
+    return exits.OK
+
+
+def purge_messages(args: argparse.Namespace) -> int:
+    from ingestd.services.retention import purge_raw
+
+    with database(settings_from(args)) as engine:
+        purged = purge_raw(engine, timedelta(days=args.older_than))
+    print(f"raw bytes of {purged} message(s) older than {args.older_than} day(s) purged")
     return exits.OK

@@ -1,8 +1,10 @@
-"""``ingestd quarantine``: messages held for a person, and sending them back."""
+"""``ingestd quarantine``: messages held for a person: list, show, export, retry, purge."""
 
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
+from typing import Any
 
 from ingestd.cli import exits
 from ingestd.cli.common import (
@@ -10,8 +12,10 @@ from ingestd.cli.common import (
     database,
     note_truncation,
     print_json,
+    print_record,
     settings_from,
     terminal_safe,
+    write_bytes,
 )
 
 
@@ -31,6 +35,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     which.add_argument("id", type=int, nargs="?")
     which.add_argument("--all", action="store_true")
     again.set_defaults(func=retry)
+    show = commands.add_parser("show", help="one quarantined message: why, and what it is")
+    add_config_option(show)
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=show_quarantined)
+    export = commands.add_parser(
+        "export", help="write a quarantined message's bytes, byte-exact (> file.eml)")
+    add_config_option(export)
+    export.add_argument("id", type=int)
+    export.set_defaults(func=export_quarantined)
+    purge = commands.add_parser(
+        "purge", help="delete quarantined messages received more than DAYS days ago")
+    add_config_option(purge)
+    purge.add_argument("--older-than", type=days, required=True, metavar="DAYS")
+    purge.set_defaults(func=purge_quarantined)
+
+
+def days(value: str) -> int:
+    """A whole number of days, 0 or more (argparse type)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of days (0 or more)")
+    return number
 
 
 def list_quarantine(args: argparse.Namespace) -> int:
@@ -55,4 +85,46 @@ def retry(args: argparse.Namespace) -> int:
     with database(settings_from(args)) as engine, engine.begin() as conn:
         ids = retry_quarantined(conn, None if args.all else args.id)
     print(f"{len(ids)} message(s) back to pending")
+    return exits.OK
+
+
+def _quarantined(conn: Any, message_id: int) -> dict[str, Any]:
+    from ingestd.errors import NotFound
+    from ingestd.services import messages
+
+    record = messages.show_message(conn, message_id)
+    if record["status"] != "quarantined":
+        raise NotFound(f"message {message_id} is {record['status']}, not quarantined")
+    return record
+
+
+def show_quarantined(args: argparse.Namespace) -> int:
+    from ingestd.db.engine import read_only
+
+    with database(settings_from(args)) as engine, read_only(engine) as conn:
+        record = _quarantined(conn, args.id)
+    if args.json:
+        print_json(record)
+    else:
+        print_record(record)
+    return exits.OK
+
+
+def export_quarantined(args: argparse.Namespace) -> int:
+    from ingestd.db.engine import read_only
+    from ingestd.services.retention import stored_raw
+
+    with database(settings_from(args)) as engine, read_only(engine) as conn:
+        _quarantined(conn, args.id)
+        raw = stored_raw(conn, args.id)
+    write_bytes(raw)
+    return exits.OK
+
+
+def purge_quarantined(args: argparse.Namespace) -> int:
+    from ingestd.services.retention import purge_quarantine
+
+    with database(settings_from(args)) as engine:
+        deleted = purge_quarantine(engine, timedelta(days=args.older_than))
+    print(f"{deleted} quarantined message(s) older than {args.older_than} day(s) deleted")
     return exits.OK

@@ -65,5 +65,7 @@ INBOUND = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     # Set by `messages reprocess`: an operator asked to process a duplicate anyway.
     sa.Column("skip_dedupe", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Set by `messages purge`: raw is then empty; the row and its dedupe keys stay.
+    _ts("raw_purged_at"),
     sa.Index("ix_inbound_messages_status_id", "status", "id"),
 )

@@ -13,6 +13,7 @@ from ingestd.errors import (
     IngestdError,
     InvalidRequest,
     NotFound,
+    RawPurged,
     first_line,
 )
 from ingestd.http import health_routes, inbox_routes
@@ -45,6 +46,8 @@ async def _ingestd_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "current": exc.current}, status_code=409)
     if isinstance(exc, NotFound):
         return JSONResponse({"detail": str(exc)}, status_code=404)
+    if isinstance(exc, RawPurged):
+        return JSONResponse({"detail": str(exc)}, status_code=410)
     if isinstance(exc, Forbidden):
         return JSONResponse({"detail": str(exc)}, status_code=403)
     if isinstance(exc, InvalidRequest):

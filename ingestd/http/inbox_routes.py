@@ -58,6 +58,7 @@ def show_item(item_id: ItemId, context: Context, caller: Caller) -> dict[str, An
 
 @router.get("/{item_id}/raw", response_class=Response, responses={
     **_READ_ERRORS,
+    410: {"model": Problem, "description": "the message's raw bytes were purged (retention)"},
     503: {"model": Problem, "description": "the database is unavailable, or too many "
           "downloads are under way; try again"},
     200: {"description": "the stored message, byte for byte as received",

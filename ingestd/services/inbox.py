@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from ingestd.addresses import normalise_address
 from ingestd.config.settings import IngestdSettings
-from ingestd.db.tables import AGENTS, INBOUND, INBOX_ITEMS
+from ingestd.db.tables import AGENTS, INBOX_ITEMS
 from ingestd.errors import InvalidRequest, NotFound
 from ingestd.services import inbox_actions
 from ingestd.services.inbox_items import (
@@ -32,6 +32,7 @@ from ingestd.services.inbox_items import (
     visible,
 )
 from ingestd.services.page import Page, count_where
+from ingestd.services.retention import stored_raw
 from ingestd.services.vocabulary import INBOX_STATUSES
 
 __all__ = ["ITEM_KEYS", "Actor", "actor_by_email", "attach", "convert", "delete",
@@ -68,11 +69,9 @@ def item_message(conn: sa.Connection, item_id: int, *, visible_to: Actor | None 
                  ) -> bytes:
     """The stored message's raw bytes, exactly as received."""
     item = find_item(conn, item_id, visible_to)
-    raw = conn.execute(
-        sa.select(INBOUND.c.raw).where(INBOUND.c.id == item.inbound_message_id)).scalar()
-    if raw is None:
+    if item.inbound_message_id is None:
         raise NotFound(f"inbox item {item_id} has no stored message")
-    return bytes(raw)
+    return stored_raw(conn, item.inbound_message_id)
 
 
 def attach(conn: sa.Connection, settings: IngestdSettings, item_id: int, ticket_id: int,

@@ -28,6 +28,7 @@ from ingestd.pipeline.stages.classify import identify_sender
 from ingestd.pipeline.stages.parse import parse_message, with_envelope_sender
 from ingestd.pipeline.summary import clean_summary
 from ingestd.services.inbox_items import Actor, claim, find_item, item_record, link
+from ingestd.services.retention import stored_raw
 
 # A new ticket from an item whose mailbox is no longer configured.
 DEFAULT_TYPE = "opportunity"
@@ -121,12 +122,13 @@ def _client_for(conn: sa.Connection, name: str | None, sender: str | None) -> in
 
 def _stored_message(conn: sa.Connection, settings: IngestdSettings, item: Any) -> ParsedMessage:
     stored = conn.execute(
-        sa.select(INBOUND.c.raw, INBOUND.c.envelope_from)
+        sa.select(INBOUND.c.envelope_from)
         .where(INBOUND.c.id == item.inbound_message_id)).first()
-    if stored is None or stored.raw is None:
+    if stored is None:
         raise InvalidRequest(f"item {item.id} has no stored message")
+    raw = stored_raw(conn, item.inbound_message_id)
     try:
-        parsed = parse_message(bytes(stored.raw), settings.processing.limits)
+        parsed = parse_message(raw, settings.processing.limits)
     except LimitExceeded as exc:
         raise InvalidRequest(
             f"item {item.id}: the stored message breaks processing limit {exc.which}"

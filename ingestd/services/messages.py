@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from ingestd.db.tables import INBOUND
 from ingestd.errors import NotFound
 from ingestd.services.page import Page, count_where
+from ingestd.services.retention import stored_raw
 
 # The keys of every inbound record, in this order (then also_mailboxes and size).
 LOG_COLUMNS = (
@@ -60,19 +61,18 @@ def list_quarantined(conn: sa.Connection, *, limit: int = 100) -> Page:
 def show_message(conn: sa.Connection, message_id: int) -> dict[str, Any]:
     """One inbound message's record, with its parser defects and stage timings."""
     columns = (*(INBOUND.c[name] for name in _LISTED), INBOUND.c.defects,
-               INBOUND.c.stage_timings)
+               INBOUND.c.stage_timings, INBOUND.c.raw_purged_at)
     row = conn.execute(sa.select(*columns).where(INBOUND.c.id == message_id)).first()
     if row is None:
         raise NotFound(f"no inbound message with id {message_id}")
     record = message_record(row)
     record["defects"] = row.defects
     record["stage_timings"] = row.stage_timings
+    record["raw_purged_at"] = (row.raw_purged_at.isoformat()
+                               if row.raw_purged_at is not None else None)
     return record
 
 
 def raw_message(conn: sa.Connection, message_id: int) -> bytes:
-    """The stored bytes of one inbound message, byte-exact."""
-    raw = conn.execute(sa.select(INBOUND.c.raw).where(INBOUND.c.id == message_id)).first()
-    if raw is None:
-        raise NotFound(f"no inbound message with id {message_id}")
-    return bytes(raw[0])
+    """The stored bytes of one inbound message, byte-exact (``RawPurged`` once purged)."""
+    return stored_raw(conn, message_id)
