@@ -33,6 +33,7 @@ from ingestd.intake.smtp import SmtpService
 from ingestd.intake.sources.schedule import MailboxPollers, pulled_mailboxes
 from ingestd.pipeline.runner import Pipeline
 from ingestd.reload import RulesReloader
+from ingestd.systemd import Watchdog, sd_notify
 from ingestd.workers.processes import WorkerProcesses
 from ingestd.workers.threads import WorkerThreads
 from ingestd.workers.worker import abandon_claim
@@ -106,7 +107,11 @@ async def run_until_stopped(
                                    *([http] if http else []), *([pollers] if pollers else []),
                                    smtp, committer, *([workers] if workers else [])]
         started: list[Service] = []
+        # Pinging from the first service started to the last one stopped: a
+        # start-up or a drain that hangs is a hang too (TimeoutStopSec ends a drain).
+        watchdog = Watchdog()
         try:
+            await watchdog.start()
             if http is not None:
                 # Its port taken before anything starts: a busy one fails start-up
                 # before worker processes spawn, like SMTP's.
@@ -135,6 +140,7 @@ async def run_until_stopped(
                                   error=type(exc).__name__, detail=str(exc)[:300])
             if http is not None and http not in started:
                 http.close()  # its socket and its own engine
+            await watchdog.stop()
             log.info("daemon.stopped")
     finally:
         engine.dispose()
@@ -206,18 +212,3 @@ def _pid_running(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's process: alive
     return True
-
-
-def sd_notify(state: str) -> None:
-    """Tell systemd (Type=notify) about our state; a no-op outside systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            sock.sendall(state.encode())
-    except OSError as exc:
-        log.warning("daemon.notify_failed", error=str(exc))

@@ -7,6 +7,7 @@ import itertools
 import os
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +166,11 @@ class DaemonThread:
             raise self.error
         assert self.port is not None
         return self.port
+
+    def block_loop(self, seconds: float) -> None:
+        """Make the daemon's event loop hang for ``seconds`` (a stuck loop, for the watchdog)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(time.sleep, seconds)
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
