@@ -27,6 +27,7 @@ from ingestd.db.tables import USERS
 from ingestd.errors import DnsUnavailable
 from ingestd.workers.worker import Worker
 from tests.conftest import write_config
+from tests.inbox_env import INBOX_DIRECTORY, INBOX_MAILBOXES, NINA, OMAR
 from tests.processing_env import ProcessingEnv, import_directory, processing_config
 
 MX = "mx1.our-company.example"
@@ -406,3 +407,30 @@ def test_explain_shows_the_verdict(tmp_path: Path, sqlite_url: str,
     assert "auth      sender not checked: SMTP client 203.0.113.9 is not a trusted relay" in text
     assert "sender    unknown nina@example.com" in text
     assert "--peer" not in text
+
+
+# --- My Inbox -----------------------------------------------------------------------------
+
+def test_my_inbox_attach_judges_the_stored_message_again(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """An item attached later is classified as processing would: a proven agent's mail is
+    the agent's (verified), an unproven one's is an unknown sender's, and no user is made."""
+    config = processing_config(sqlite_url, workers=0)
+    config["mailboxes"] = [*config["mailboxes"], *INBOX_MAILBOXES]
+    config["sender_authentication"] = {"trusted_authserv_ids": [MX], "require_for": ["agent"]}
+    path = write_config(tmp_path, config)
+    (tmp_path / "directory.yaml").write_text(yaml.safe_dump(INBOX_DIRECTORY))
+    assert main(["directory", "import", str(tmp_path / "directory.yaml"),
+                 "--config", str(path)]) == 0
+    env = ProcessingEnv(path, make_engine(load_settings(path).database), "ingest")
+    ticket = env.deliver("", raw=_raw("alice@acme.example", subject="Quote")).ticket_id
+    seen = []
+    for subject, top in (("proven", (_PASS,)), ("unproven", ())):
+        row = env.deliver("", "triage", raw=_raw(OMAR, subject=subject, top=top))
+        assert row.inbox_item_id is not None, row.reason
+        assert env.cli("inbox", "attach", str(row.inbox_item_id), "--ticket", str(ticket),
+                       "--as", NINA) == 0
+        action = env.ticket(ticket)["actions"][-1]
+        seen.append((action["sender_kind"], action["sender_verified"]))
+    assert seen == [("agent", True), ("unknown", None)]
+    assert _users_named(env, OMAR) == 0
