@@ -4,6 +4,7 @@ own DKIM check) proved it; forged Authentication-Results change nothing."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from ingestd.authentication.results import parse, topmost_fields
 from ingestd.authentication.verdict import judge
 from ingestd.cli.main import main
 from ingestd.config import load_settings
-from ingestd.config.authentication import SenderAuthentication
+from ingestd.config.authentication import SenderAuthentication, peer_ip
 from ingestd.db.engine import make_engine
 from ingestd.db.tables import USERS
 from ingestd.errors import DnsUnavailable
@@ -117,6 +118,15 @@ def _raw(sender: str = AGENT, *, top: tuple[str, ...] = (), below: tuple[str, ..
     return "\r\n".join(lines).encode()
 
 
+@pytest.mark.parametrize("peer,ip", [
+    ("192.0.2.25:40000", "192.0.2.25"), ("::1:5000", "::1"), ("[2001:db8::1]:25", "2001:db8::1"),
+    ("2001:db8::25:40000", "2001:db8::25"), ("::ffff:192.0.2.9:25", "192.0.2.9"),
+    ("192.0.2.7", "192.0.2.7"), ("nonsense", None), (None, None),
+])
+def test_the_smtp_peer_as_stored_gives_the_client_ip(peer: str | None, ip: str | None) -> None:
+    assert peer_ip(peer) == (ipaddress.ip_address(ip) if ip else None)
+
+
 _POLICY = SenderAuthentication.model_validate({
     "trusted_authserv_ids": [MX], "trusted_relays": ["192.0.2.0/24"], "require_for": ["agent"]})
 _PASS = f"{MX}; dmarc=pass header.from=example.com"
@@ -125,6 +135,7 @@ _PASS = f"{MX}; dmarc=pass header.from=example.com"
 @pytest.mark.parametrize("source,peer,field,expected", [
     ("smtp", "192.0.2.25:40000", _PASS, True),
     ("smtp", "[::ffff:192.0.2.25]:40000", _PASS, True),
+    ("smtp", "::ffff:192.0.2.25:5000", _PASS, True),  # IPv6 as the listener stores it
     ("smtp", "203.0.113.9:40000", _PASS, None),  # the client wrote it itself
     ("stdin", None, _PASS, True),
     ("file", None, _PASS, True),

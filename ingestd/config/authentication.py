@@ -86,8 +86,9 @@ def peer_ip(peer: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
     elif text.count(":") == 1:
         candidates.insert(0, text.partition(":")[0])
     elif text.count(":") > 1:
-        # An IPv6 address followed by ":port" (as "host:port" joins it).
-        candidates.append(text.rpartition(":")[0])
+        # The SMTP listener stores an IPv6 client as "addr:port" without brackets: the
+        # port comes off first ("::1:5000" is also a valid address on its own).
+        candidates.insert(0, text.rpartition(":")[0])
     for candidate in candidates:
         try:
             address = ipaddress.ip_address(candidate)

@@ -8,6 +8,7 @@ actions are seen by the later stages and then vanish: nothing is written.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +44,7 @@ def explain(engine: Engine, settings: IngestdSettings, mailbox_name: str, raw: b
     ctx = MessageContext(inbound_id=0, raw=raw, source_key=content_key(raw), mailbox=mailbox,
                          settings=settings, now=now, skip_dedupe=as_new,
                          envelope_from=normalised_envelope(envelope_from),
-                         source=_source(mailbox.source, peer), peer=peer)
+                         source=_source(mailbox.source, peer), peer=_as_stored(peer))
     try:
         outcome = run_stages(ctx, pipeline.prepare)
     except LimitExceeded as exc:
@@ -57,6 +58,16 @@ def _source(mailbox_source: str, peer: str | None) -> str:
     if peer is not None:
         return "smtp"
     return mailbox_source if mailbox_source != "smtp" else "file"
+
+
+def _as_stored(peer: str | None) -> str | None:
+    """An IP address given to explain, as the SMTP listener stores a client: "ip:port"."""
+    if peer is None:
+        return None
+    try:
+        return f"{ipaddress.ip_address(peer.strip().strip('[]'))}:0"
+    except ValueError:
+        return peer
 
 
 def _decide_and_forget(engine: Engine, ctx: MessageContext, pipeline: Pipeline) -> Outcome:
