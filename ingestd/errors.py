@@ -10,7 +10,8 @@ matters to callers is whether trying again later can succeed:
     │   ├── StorageConflict       a unique key raced with another writer; retry the unit
     │   ├── LeaseLost             another worker took a message over; this result is void
     │   ├── ListenFailed          the SMTP port cannot be bound (taken, not ours)
-    │   └── SourceUnavailable     a mailbox server is unreachable, slow, failing or throttling
+    │   ├── SourceUnavailable     a mailbox server is unreachable, slow, failing or throttling
+    │   └── DnsUnavailable        a DNS lookup (a DKIM key) timed out or failed for now
     └── PermanentError            retrying the same input cannot succeed
         ├── StorageRejected       the database refused a value of this one message
         ├── ProblemsError         a YAML file is wrong (carries every problem found)
@@ -95,6 +96,10 @@ class SourceUnavailable(TemporaryError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class DnsUnavailable(TemporaryError):
+    """A DNS lookup (a DKIM key) timed out or no server answered: the answer may come later."""
 
 
 class PermanentError(IngestdError):

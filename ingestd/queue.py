@@ -52,6 +52,7 @@ class Claim:
     raw: bytes
     envelope_from: str | None = None  # MAIL FROM; "" for a null sender (a bounce)
     source: str = ""  # smtp, stdin, file, imap, gmail, graph
+    peer: str | None = None  # the SMTP client, "ip:port"
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def insert(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
 _CLAIMABLE = (
     sa.select(INBOUND.c.id, INBOUND.c.attempts, INBOUND.c.last_error, INBOUND.c.mailbox,
               INBOUND.c.source_key, INBOUND.c.skip_dedupe, INBOUND.c.raw,
-              INBOUND.c.envelope_from, INBOUND.c.source)
+              INBOUND.c.envelope_from, INBOUND.c.source, INBOUND.c.peer)
     .where(INBOUND.c.status == "pending")
     .where(sa.or_(INBOUND.c.claimed_until.is_(None),
                   INBOUND.c.claimed_until < sa.bindparam("b_now")))
@@ -144,7 +145,7 @@ def claim(conn: sa.Connection, identity: str, now: datetime, *, lease_seconds: f
                               "b_until": now + timedelta(seconds=lease_seconds)})
         return Claim(row.id, row.attempts + 1, row.mailbox, row.source_key,
                      bool(row.skip_dedupe), bytes(row.raw), row.envelope_from,
-                     str(row.source)), quarantined
+                     str(row.source), row.peer), quarantined
 
 
 # --- finish ----------------------------------------------------------------------------

@@ -31,6 +31,10 @@ def register(subparsers: Parsers) -> None:
                         help="skip the duplicate check (explain a message already stored)")
     parser.add_argument("--envelope-from", metavar="ADDRESS",
                         help="the SMTP MAIL FROM it came with (as `ingest` takes it)")
+    parser.add_argument("--peer", metavar="IP",
+                        help="judge it as mail from this SMTP client (sender authentication "
+                             "trusts Authentication-Results only from trusted_relays); "
+                             "without it, as a file `ingest` imports")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(func=explain_command)
 
@@ -46,7 +50,7 @@ def explain_command(args: argparse.Namespace) -> int:
         raise CommandFailed(exits.NOINPUT, f"cannot read {args.file}: {exc.strerror}") from exc
     with database(settings) as engine:
         record = explain(engine, settings, args.mailbox, raw, utcnow(), as_new=args.as_new,
-                         envelope_from=args.envelope_from)
+                         envelope_from=args.envelope_from, peer=args.peer)
     if args.json:
         print_json(record)
     else:
@@ -73,6 +77,9 @@ def lines(record: dict[str, Any]) -> list[str]:
     tag = record.get("tag")
     out.append(f"tag       {tag['text']} in the {tag['where']} names ticket #{tag['ticket_id']}"
                if tag else "tag       none found")
+    authentication = record.get("authentication")
+    if authentication is not None:
+        out.append(f"auth      {authentication['why']}")
     sender = record.get("sender")
     if sender is not None:
         made = " (a new user would be made)" if sender["user_created"] else ""

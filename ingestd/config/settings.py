@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from ingestd.addresses import normalise_address
+from ingestd.config.authentication import AuthenticationSettings
 from ingestd.config.listeners import HttpSettings, SmtpSettings
 from ingestd.config.protection import (
     AutoReplies,
@@ -224,7 +225,7 @@ class LoggingSettings(Settings):
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class IngestdSettings(OwnMail, DomainLists, Settings):
+class IngestdSettings(OwnMail, AuthenticationSettings, DomainLists, Settings):
     database: DatabaseSettings = DatabaseSettings()
     smtp: SmtpSettings = SmtpSettings()
     http: HttpSettings = HttpSettings()

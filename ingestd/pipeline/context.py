@@ -40,6 +40,8 @@ class Sender:
     agent_id: int | None = None
     supplier_id: int | None = None
     user_created: bool = False
+    # Whether the From address was proven (see ingestd/authentication); None: not checked.
+    verified: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,19 @@ class MessageContext:
     source: str = ""
     # MAIL FROM as a lower-case address; None when unknown or a null sender (<>).
     envelope_from: str | None = None
+    # The SMTP client as "ip:port" (SMTP only): whether it is a trusted relay.
+    peer: str | None = None
     parsed: ParsedMessage | None = None
     tag: TicketTag | None = None
     # Set by ``protect``: the header that marks this an auto-reply (None: it is not one).
     auto_reply: str | None = None
     # Set by ``protect``: the delivery failure report this message is (None: it is none).
     bounce: Bounce | None = None
+    # Set by ``authenticate``: the From address proven (True), not (False), not checked
+    # (None); ``sender_check_deferred``: not checked only because DNS did not answer.
+    sender_verified: bool | None = None
+    sender_check_deferred: bool = False
+    sender_check: str | None = None  # why, for reasons and explain
     # The existing ticket this message updates, once a stage found it.
     ticket_id: int | None = None
     # A closed ticket the new one continues (the `new_ticket` closed-ticket policy).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ingestd.pipeline.runner import Pipeline
 from ingestd.pipeline.stages.apply import apply_to_ticket
+from ingestd.pipeline.stages.authenticate import authenticate
 from ingestd.pipeline.stages.bounce import record_bounce
 from ingestd.pipeline.stages.classify import classify_sender
 from ingestd.pipeline.stages.dedupe import dedupe
@@ -24,6 +25,7 @@ PIPELINE = Pipeline(
     prepare=(
         ("parse", parse),
         ("protect", protect),
+        ("authenticate", authenticate),
         ("tag", find_tag),
     ),
     decide=(

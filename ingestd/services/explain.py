@@ -8,6 +8,7 @@ actions are seen by the later stages and then vanish: nothing is written.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Any
 
@@ -25,10 +26,14 @@ from ingestd.pipeline.runner import Pipeline, run_stages
 
 def explain(engine: Engine, settings: IngestdSettings, mailbox_name: str, raw: bytes,
             now: datetime, pipeline: Pipeline | None = None, *, as_new: bool = False,
-            envelope_from: str | None = None) -> dict[str, Any]:
+            envelope_from: str | None = None, peer: str | None = None) -> dict[str, Any]:
     """Every decision for ``raw`` delivered to ``mailbox_name``, in order, as a record.
 
     ``as_new``: skip the duplicate check, for "why did this stored message become that?".
+    ``peer``: the IP address it came from over SMTP (sender authentication trusts the
+    topmost Authentication-Results only from a trusted relay). Without it the message is
+    judged as the mailbox's own pulls would be, or for an SMTP mailbox as a file an admin
+    imports with ``ingest``.
     """
     from ingestd.pipeline.order import PIPELINE
 
@@ -38,7 +43,8 @@ def explain(engine: Engine, settings: IngestdSettings, mailbox_name: str, raw: b
         raise NotFound(f"no mailbox named {mailbox_name!r} in the configuration")
     ctx = MessageContext(inbound_id=0, raw=raw, source_key=content_key(raw), mailbox=mailbox,
                          settings=settings, now=now, skip_dedupe=as_new,
-                         envelope_from=normalised_envelope(envelope_from))
+                         envelope_from=normalised_envelope(envelope_from),
+                         source=_source(mailbox.source, peer), peer=_as_stored(peer))
     try:
         outcome = run_stages(ctx, pipeline.prepare)
     except LimitExceeded as exc:
@@ -46,6 +52,22 @@ def explain(engine: Engine, settings: IngestdSettings, mailbox_name: str, raw: b
     if outcome is None:
         outcome = _decide_and_forget(engine, ctx, pipeline)
     return _record(ctx, outcome)
+
+
+def _source(mailbox_source: str, peer: str | None) -> str:
+    if peer is not None:
+        return "smtp"
+    return mailbox_source if mailbox_source != "smtp" else "file"
+
+
+def _as_stored(peer: str | None) -> str | None:
+    """An IP address given to explain, as the SMTP listener stores a client: "ip:port"."""
+    if peer is None:
+        return None
+    try:
+        return f"{ipaddress.ip_address(peer.strip().strip('[]'))}:0"
+    except ValueError:
+        return peer
 
 
 def _decide_and_forget(engine: Engine, ctx: MessageContext, pipeline: Pipeline) -> Outcome:
@@ -84,9 +106,12 @@ def _record(ctx: MessageContext, outcome: Outcome) -> dict[str, Any]:
     } if bounce is not None else None)
     record["tag"] = ({"text": ctx.tag.text, "ticket_id": ctx.tag.ticket_id,
                       "where": ctx.tag.where} if ctx.tag is not None else None)
+    record["authentication"] = ({"verified": ctx.sender_verified, "why": ctx.sender_check}
+                                if ctx.sender_check is not None else None)
     sender = ctx.sender
     record["sender"] = ({"kind": sender.kind, "address": sender.address,
-                         "user_created": sender.user_created} if sender is not None else None)
+                         "user_created": sender.user_created, "verified": sender.verified}
+                        if sender is not None else None)
     record["notes"] = list(ctx.notes)
     record["rules"] = [{"rule": v.rule, "matched": v.matched, "why": v.why}
                        for v in ctx.verdicts]

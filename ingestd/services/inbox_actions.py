@@ -7,8 +7,10 @@ transaction rolls back, and the item is open again: nothing changed.
 
 The stored message is parsed again with today's limits, its sender read as
 the parse stage reads it (the envelope sender when no header has one) and
-classified as processing would (``identify_sender``), so an attached or
-converted item looks like mail that reached the ticket directly.
+classified as processing would (``judge_sender``, with the sender
+authentication verdict judged again from the stored row), so an attached or
+converted item looks like mail that reached the ticket directly. An item
+cannot be held: ``on_fail: quarantine`` makes an unproven sender unknown here.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from ingestd.addresses import domain_of
+from ingestd.authentication.verdict import Verdict, judge
 from ingestd.config.settings import IngestdSettings, TicketIdTags
 from ingestd.db.models import utcnow
 from ingestd.db.tables import CLIENT_DOMAINS, CLIENTS, CRM_NOTES, INBOUND
-from ingestd.errors import Forbidden, InvalidRequest, LimitExceeded, NotFound
+from ingestd.errors import DnsUnavailable, Forbidden, InvalidRequest, LimitExceeded, NotFound
+from ingestd.pipeline.context import Sender
 from ingestd.pipeline.parsed import ParsedMessage
 from ingestd.pipeline.stages.apply import add_email_action, new_ticket, touch_ticket
-from ingestd.pipeline.stages.classify import identify_sender
+from ingestd.pipeline.stages.classify import judge_sender
 from ingestd.pipeline.stages.parse import parse_message, with_envelope_sender
 from ingestd.pipeline.summary import clean_summary
 from ingestd.services.inbox_items import Actor, claim, find_item, item_record, link
@@ -38,12 +42,12 @@ def attach(conn: sa.Connection, settings: IngestdSettings, item_id: int, ticket_
            actor: Actor) -> dict[str, Any]:
     now = utcnow()
     item = claim(conn, item_id, actor, "attached", now)
-    message = _stored_message(conn, settings, item)
+    message, verdict = _stored_message(conn, settings, item)
     # Mail attached to a closed ticket reopens it, as the same mail arriving
     # with the ticket's tag would: someone wrote about it again.
     if touch_ticket(conn, ticket_id, now) is None:
         raise NotFound(f"no ticket with id {ticket_id}")
-    sender, _ = identify_sender(conn, settings, message)
+    sender = _sender(conn, settings, message, verdict)
     add_email_action(conn, ticket_id, message, sender, item.inbound_message_id, now)
     link(conn, item_id, ticket_id=ticket_id)
     return item_record(find_item(conn, item_id, actor))
@@ -55,10 +59,10 @@ def convert(conn: sa.Connection, settings: IngestdSettings, item_id: int, actor:
         raise InvalidRequest("a summary must not be empty (leave it out to use the subject)")
     now = utcnow()
     item = claim(conn, item_id, actor, "converted", now)
-    message = _stored_message(conn, settings, item)
+    message, verdict = _stored_message(conn, settings, item)
     mailbox = settings.mailbox(item.mailbox)
     tags = mailbox.ticket_id_tags if mailbox is not None else TicketIdTags()
-    sender, _ = identify_sender(conn, settings, message)
+    sender = _sender(conn, settings, message, verdict)
     ticket_id = new_ticket(
         conn, message, sender, now,
         ticket_type=mailbox.match_type if mailbox is not None else DEFAULT_TYPE,
@@ -76,7 +80,7 @@ def note(conn: sa.Connection, settings: IngestdSettings, item_id: int, actor: Ac
         raise InvalidRequest("a client name must not be empty")
     now = utcnow()
     item = claim(conn, item_id, actor, "noted", now)
-    message = _stored_message(conn, settings, item)
+    message, _ = _stored_message(conn, settings, item, judged=False)
     client_id = _client_for(conn, client, message.from_address or item.from_address)
     note_id = conn.execute(sa.insert(CRM_NOTES).values(
         client_id=client_id, agent_id=actor.agent_id, inbox_item_id=item_id,
@@ -120,9 +124,22 @@ def _client_for(conn: sa.Connection, name: str | None, sender: str | None) -> in
     return int(found)
 
 
-def _stored_message(conn: sa.Connection, settings: IngestdSettings, item: Any) -> ParsedMessage:
+def _sender(conn: sa.Connection, settings: IngestdSettings, message: ParsedMessage,
+            verdict: Verdict | None) -> Sender:
+    sender, _, refused = judge_sender(conn, settings, message,
+                                      verdict.verified if verdict is not None else None)
+    if refused is not None and verdict is not None and verdict.deferred:
+        raise DnsUnavailable(f"cannot verify the {refused} {sender.address} now: DNS did "
+                             "not answer")
+    return sender
+
+
+def _stored_message(conn: sa.Connection, settings: IngestdSettings, item: Any, *,
+                    judged: bool = True) -> tuple[ParsedMessage, Verdict | None]:
+    """The stored message, and the sender authentication verdict on it (None: off, or
+    not ``judged``: a CRM note needs none)."""
     stored = conn.execute(
-        sa.select(INBOUND.c.envelope_from)
+        sa.select(INBOUND.c.envelope_from, INBOUND.c.source, INBOUND.c.peer)
         .where(INBOUND.c.id == item.inbound_message_id)).first()
     if stored is None:
         raise InvalidRequest(f"item {item.id} has no stored message")
@@ -133,4 +150,9 @@ def _stored_message(conn: sa.Connection, settings: IngestdSettings, item: Any) -
         raise InvalidRequest(
             f"item {item.id}: the stored message breaks processing limit {exc.which}"
         ) from exc
-    return with_envelope_sender(parsed, stored.envelope_from)
+    message = with_envelope_sender(parsed, stored.envelope_from)
+    policy = settings.sender_authentication
+    if not policy.enabled or not judged:
+        return message, None
+    return message, judge(raw, message.from_address, policy,
+                          source=str(stored.source), peer=stored.peer)

@@ -146,7 +146,7 @@ class Worker:
             inbound_id=claim.id, raw=claim.raw, source_key=claim.source_key,
             mailbox=mailbox, settings=self.settings, now=self._clock(),
             skip_dedupe=claim.skip_dedupe, envelope_from=normalised_envelope(claim.envelope_from),
-            source=claim.source,
+            source=claim.source, peer=claim.peer,
         )
 
     def _quickly_retried(self, step: Callable[[T], Outcome | None], argument: T

@@ -175,6 +175,7 @@ def add_email_action(db: sa.Connection, ticket_id: int, message: ParsedMessage, 
         "reply_to_address": joined_addresses(message.reply_to), "subject": message.subject,
         "body_text": message.text, "body_html": message.html, "message_id": message.message_id,
         "inbound_message_id": inbound_id, "created_at": now,
+        "sender_verified": sender.verified,
     }).scalar_one()
     if message.attachments:
         db.execute(_NEW_ATTACHMENT, [

@@ -4,9 +4,18 @@ Looked up by the From address, case-insensitively, in that order: agents,
 users, suppliers by exact address, suppliers by domain. An unknown sender is
 handled by ``unknown_senders``: create a user (under the client owning the
 domain, else the default client/site), or record no user.
+
+With ``sender_authentication.require_for``, an address of a listed kind (a new
+user counts as ``user``) speaks for it only when ``authenticate`` proved it;
+otherwise ``on_fail`` says: an unknown sender (and no user is made for the
+address), or held (quarantined, ``unauthenticated-sender``). When the proof
+could not be had only because DNS did not answer, the message is tried again
+later rather than demoted for good.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import sqlalchemy as sa
 
@@ -14,36 +23,61 @@ from ingestd.addresses import domain_of
 from ingestd.config.settings import IngestdSettings, UnknownSenders
 from ingestd.db.models import utcnow
 from ingestd.db.tables import AGENTS, CLIENT_DOMAINS, CLIENTS, SITES, SUPPLIER_ADDRESSES, USERS
-from ingestd.pipeline.context import MessageContext, Outcome, Sender
+from ingestd.errors import DnsUnavailable
+from ingestd.pipeline.context import MessageContext, Outcome, Sender, SenderKind
 from ingestd.pipeline.parsed import ParsedMessage
 
 
 def classify_sender(ctx: MessageContext) -> Outcome | None:
-    ctx.sender, note = identify_sender(ctx.db, ctx.settings, ctx.message)
+    sender, note, refused = judge_sender(ctx.db, ctx.settings, ctx.message, ctx.sender_verified)
+    if refused is not None:
+        if ctx.sender_check_deferred:
+            raise DnsUnavailable(f"cannot verify the {refused} {sender.address} now: DNS did "
+                                 "not answer")
+        if ctx.settings.sender_authentication.on_fail == "quarantine":
+            return Outcome("quarantined", "quarantined", "unauthenticated-sender")
+    ctx.sender = sender
+    if ctx.sender_check:
+        ctx.notes.append(ctx.sender_check)
     if note:
         ctx.notes.append(note)
     return None
 
 
-def identify_sender(db: sa.Connection, settings: IngestdSettings,
-                    message: ParsedMessage) -> tuple[Sender, str | None]:
+def identify_sender(db: sa.Connection, settings: IngestdSettings, message: ParsedMessage,
+                    verified: bool | None = None) -> tuple[Sender, str | None]:
     """Who wrote ``message`` (an unknown sender's user created as policy says), and a note.
 
     Shared with My Inbox, whose attach and convert classify the stored
-    message later exactly as processing would have.
+    message later exactly as processing would have. ``verified``: whether
+    the From address was proven (``ingestd.authentication``).
     """
+    sender, note, _ = judge_sender(db, settings, message, verified)
+    return sender, note
+
+
+def judge_sender(db: sa.Connection, settings: IngestdSettings, message: ParsedMessage,
+                 verified: bool | None) -> tuple[Sender, str | None, SenderKind | None]:
+    """(sender, note, the kind sender authentication refused the address, if it did)."""
     address = message.from_address
-    if message.sender_doubtful:
+    if message.sender_doubtful and verified is not True:
         # Several From headers are a way to borrow someone's identity: the
         # message is kept, but it speaks for no agent and no user.
-        return Sender("unknown", address), "sender unknown: several From headers"
+        return (Sender("unknown", address, verified=verified),
+                "sender unknown: several From headers", None)
     note = None
     if message.sender_header != "From":
         note = f"sender from {message.sender_header} (no usable From)"
     sender = _lookup(db, address) if address else None
+    kind: SenderKind = sender.kind if sender is not None else (
+        "user" if _would_create_user(settings, address) else "unknown")
+    required = settings.sender_authentication.require_for
+    if kind != "unknown" and kind in required and verified is not True:
+        refusal = f"sender unknown: {kind} address {address} not authenticated"
+        return Sender("unknown", address, verified=verified), refusal, kind
     if sender is None:
         sender = _unknown(db, settings, message)
-    return sender, note
+    return replace(sender, verified=verified), note, None
 
 
 # One round trip for every way an address can be known, ranked so the first
@@ -75,9 +109,14 @@ def _lookup(db: sa.Connection, address: str) -> Sender | None:
     return Sender("supplier", address, supplier_id=row_id)
 
 
+def _would_create_user(settings: IngestdSettings, address: str | None) -> bool:
+    return settings.unknown_senders.action != "no_user" and bool(address) and "@" in (
+        address or "")
+
+
 def _unknown(db: sa.Connection, settings: IngestdSettings, message: ParsedMessage) -> Sender:
     address, policy = message.from_address, settings.unknown_senders
-    if policy.action == "no_user" or not address or "@" not in address:
+    if not _would_create_user(settings, address) or address is None:
         return Sender("unknown", address)
     client_id, site_id = _home_for(db, policy, domain_of(address))
     name = message.from_name or address.split("@", 1)[0]
