@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -83,17 +84,40 @@ def test_a_dsn_of_successful_delivery_is_no_bounce() -> None:
     assert read_bounce(raw) is None
 
 
-@pytest.mark.parametrize("sender,subject", [
-    ("Bob <bob@acme.example>", "Undelivered parcel, order 1234"),
-    ("Bob <bob@acme.example>", "Delivery failed for my order"),
-    ("MAILER-DAEMON@mx.acme.example", "Your weekly report"),
+@pytest.mark.parametrize("headers", [
+    "From: Bob <bob@acme.example>\r\nSubject: Undelivered parcel, order 1234",
+    "From: Bob <bob@acme.example>\r\nSubject: Delivery failed for my order",
+    "From: MAILER-DAEMON@mx.acme.example\r\nSubject: Your weekly report",
+    # A display name proves nothing (found by review: each of these was dropped).
+    'From: "DHL Delivery Notification" <noreply@dhl.example>\r\nSubject: Delivery failed',
+    'From: "Backup Mail Delivery" <backup@acme.example>\r\nSubject: Backup failed',
+    'From: "Acme Mail System" <alice@acme.example>\r\nSubject: Re: [ID:1] Payment failed',
+    'From: "MDaemon Admin" <admin@acme.example>\r\nSubject: Licence renewal failure',
+    'From: "Bounce Fitness" <hello@bounce.example>\r\nSubject: Payment failed',
+    "Subject: Login error",  # no From at all
+    # Exim's header and an untyped report are believed from a robot only.
+    "From: evil@attacker.example\r\nSubject: Re: [ID:1] hi\r\n"
+    "X-Failed-Recipients: carol@acme.example",
+    "From: evil@attacker.example\r\nSubject: hi\r\n"
+    'Content-Type: multipart/report; boundary="r"',
 ])
-def test_a_person_writing_about_a_failed_delivery_is_no_bounce(sender: str,
-                                                               subject: str) -> None:
-    """A bounce needs a robot sender and a bounce subject (or a DSN, or Exim's header)."""
-    raw = (f"From: {sender}\r\nTo: support@example.com\r\nSubject: {subject}\r\n\r\n"
-           "The parcel to carol@acme.example was not delivered: error 550.\r\n").encode()
+def test_mail_that_only_resembles_a_bounce_is_no_bounce(headers: str) -> None:
+    """A bounce needs a DSN report, or a robot sender (MAILER-DAEMON, postmaster, a null
+    return path) with a bounce subject or Exim's header: such mail becomes a ticket."""
+    raw = (f"{headers}\r\nTo: support@example.com\r\n\r\n--r\r\n\r\n"
+           "The parcel to carol@acme.example was not delivered: error 550 5.1.1.\r\n"
+           "Contact customerservice@dhl.example.\r\n--r--\r\n").encode()
     assert read_bounce(raw) is None
+
+
+def test_a_null_envelope_sender_makes_a_robot_but_prose_needs_evidence() -> None:
+    """MAIL FROM:<> (a notice, say) with addresses in its text but no server answer, no
+    returned message and no MAILER-DAEMON is not read as a bounce."""
+    raw = (b"From: Shop <shop@acme.example>\r\nSubject: Delivery failed\r\n\r\n"
+           b"Write to help@acme.example about your parcel.\r\n")
+    assert read_bounce(raw, null_sender=True) is None
+    assert read_bounce(raw + b"Remote server said: 550 5.1.1 unknown user\r\n",
+                       null_sender=True) is not None
 
 
 @pytest.fixture
@@ -126,6 +150,10 @@ def test_a_bounce_of_outgoing_mail_is_a_delivery_failure_on_its_ticket(
     assert shown["status"] == "closed"
     failure = shown["actions"][-1]
     assert failure["kind"] == "delivery_failure"
+    # Only what was read is stored: never the report's own text (see the hijack test).
+    assert failure["body_text"] == ("Delivery failed (hard): bob@acme.example 5.1.1\n"
+                                    "Delivery failed (soft): carol@acme.example 4.2.2\n")
+    assert failure["attachments"] == []
     assert failure["failed_recipient"] == ["bob@acme.example", "carol@acme.example"]
     assert (failure["status"], failure["hard"]) == ("5.1.1", True)
     assert env.count("tickets") == 1
@@ -179,6 +207,11 @@ def test_a_report_the_bounce_reader_trips_over_is_kept_as_ordinary_mail(
 
 
 @pytest.mark.parametrize("body", [
+    # Shapes a review found taking 2 to 10 minutes each (cubic or quadratic regexes).
+    b"Final-Recipient: rfc822; " + b"a@" * 3000 + b"\r\n",
+    b" ".join(b"user%d@host%d.example" % (i, i) for i in range(12_000)),
+    b"!" * 250_000,
+    b"--b\r\nContent-Type: text/html\r\n\r\n" + b"<" * 250_000,
     b"a@" * 200_000,
     b"x@" + b"a." * 1_000_000,
     b"Received: x\r\n" * 300_000,
@@ -189,8 +222,52 @@ def test_a_huge_hostile_report_is_read_in_bounded_time(body: bytes) -> None:
     (measured 0.1-0.3 s; unbounded, the vendor detectors took 6 s on the third)."""
     import time
 
-    raw = b"From: MAILER-DAEMON@mx.example\r\nSubject: failure notice\r\n\r\n" + body
+    raw = (b"From: MAILER-DAEMON@mx.example\r\nSubject: failure notice\r\n"
+           b"X-Failed-Recipients: " + b"!" * 100_000 + b"\r\n"
+           b'Content-Type: multipart/report; boundary="b"\r\n\r\n' + body)
     started = time.perf_counter()
     bounce = read_bounce(raw)
     assert time.perf_counter() - started < 3
     assert bounce is None or len(bounce.recipients) <= 100
+
+
+def test_a_forged_bounce_cannot_carry_text_onto_a_ticket_or_name_inbound_mail(
+        env: ProcessingEnv) -> None:
+    """Dressed up as a bounce, a stranger's mail would skip the hijack guard: so a bounce
+    is matched by Message-ID only to our outgoing mail, and its action holds no text of
+    the sender's."""
+    first = env.deliver("", raw=mail(subject="Printer broken"))
+    customer_mid = env.ticket(first.ticket_id)["actions"][0]["message_id"]
+    forged = (b"From: MAILER-DAEMON@attacker.example\r\nTo: support@example.com\r\n"
+              b"Subject: Undelivered Mail Returned to Sender\r\n\r\n"
+              b"Pay your invoice at http://evil.example/pay now.\r\n"
+              b"<carol@acme.example>: 550 5.1.1 unknown\r\n\r\n"
+              b"--- Below this line is a copy of the message.\r\n\r\n"
+              b"Message-ID: " + customer_mid.encode() + b"\r\nSubject: hello\r\n")
+    row = env.deliver("", raw=forged)
+    assert (row.status, row.reason) == ("ignored", "bounce")
+    tagged = env.deliver("", raw=forged.replace(
+        b"Subject: hello", f"Subject: [ID:{first.ticket_id}] hello".encode()))
+    assert tagged.ticket_id == first.ticket_id
+    failure = env.ticket(first.ticket_id)["actions"][-1]
+    assert failure["body_text"] == "Delivery failed (hard): carol@acme.example 5.1.1\n"
+    assert "evil" not in str(failure)
+
+
+def test_bounces_count_against_the_senders_rate_limit(tmp_path: Path, sqlite_url: str,
+                                                     start_daemon: Any) -> None:
+    """Over SMTP with rate_limit 3: the fourth bounce from one MAILER-DAEMON in the hour is
+    held (loop), as any other flood would be."""
+    config = processing_config(sqlite_url, workers=1)
+    config["mailboxes"][0]["rate_limit"] = {"new_tickets": 3, "per_seconds": 3600}
+    path = write_config(tmp_path, config)
+    import_directory(path)
+    daemon = start_daemon(path)
+    smtp = ProcessingEnv(path, daemon.engine, "smtp", daemon.port)
+    first = smtp.deliver("", raw=mail(subject="Printer broken"))
+    report = _fixture("bounce-qmail-prose.eml").replace(b"\n", b"\r\n")
+    rows = [smtp.deliver("", raw=report.replace(
+        b"Subject: Your request", f"Subject: [ID:{first.ticket_id}] try {i}".encode())
+        .replace(b"<qmail-1@", f"<qmail-{i}@".encode()), envelope_from="<>") for i in range(4)]
+    assert [r.status for r in rows] == ["processed"] * 3 + ["quarantined"]
+    assert rows[-1].reason == "loop"

@@ -32,6 +32,7 @@ from ingestd.bounces.report import Bounce, FailedRecipient
 from ingestd.bounces.text import (
     ADDRESS,
     gave_up,
+    has_written_status,
     report_addresses,
     report_section,
     status_near,
@@ -44,10 +45,11 @@ _NOT_BOUNCES = {"feedback-report", "disposition-notification"}
 _DSN_TYPES = {"message/delivery-status", "message/global-delivery-status"}
 _ORIGINAL_TYPES = {"message/rfc822", "text/rfc822-headers", "message/global",
                    "message/global-headers", "text/rfc822-header"}
-_ROBOT_SENDER = re.compile(
-    r"mailer[-_]?daemon|postmaster|mail[ -]?delivery|mail[ -]?administrator|"
-    r"mail[ -]?system|mdaemon|delivery[ -]?(?:status|subsystem|notification)|"
-    r"bounce|returned mail|^<?>?$", re.IGNORECASE)
+# Local parts that only mail servers write from (Exchange: MicrosoftExchange<hex>).
+# A display name ("Mail Delivery Team") proves nothing: anyone can write one.
+_ROBOT_LOCAL_PART = re.compile(
+    r"mailer[-_]?daemon|postmaster|mail[-_]?daemon|mdaemon|microsoftexchange[0-9a-f]*",
+    re.IGNORECASE)
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|not (?:be )?delivered|delivery (?:status|fail|notification|report|problem|"
     r"error|incomplete|delayed|has failed|to the following)|returned mail|return(?:ed)? to "
@@ -60,7 +62,9 @@ _BOUNCE_SUBJECT = re.compile(
     r"unsuccessful|not reachable|mail failure|send failure|returned message|delayed|"
     r"failed|failure|error|エラー|不達|配信",
     re.IGNORECASE)
-_MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+# A pasted header line, not a quoted one ("> Message-ID:" is someone else's mail).
+_MESSAGE_ID = re.compile(r"^[ \t]*Message-ID:[ \t]*(<[^<>\s]{1,500}>)",
+                         re.IGNORECASE | re.MULTILINE)
 _MAX_RECIPIENTS = 100
 _READ_LIMIT = 256 * 1024
 # flufl.bounce logs a traceback for a detector that trips over odd mail; we
@@ -68,18 +72,27 @@ _READ_LIMIT = 256 * 1024
 logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 
-def read_bounce(raw: bytes) -> Bounce | None:
-    """The bounce ``raw`` is, or None when it is not a (failure) bounce."""
+def read_bounce(raw: bytes, *, null_sender: bool = False) -> Bounce | None:
+    """The bounce ``raw`` is, or None when it is not a (failure) bounce.
+
+    ``null_sender``: the envelope sender was ``<>`` (known over SMTP), as RFC 5321
+    wants for every bounce.
+    """
     headers = HeaderParser(policy=compat32).parsestr(bytes_text(header_block(raw)))
     content_type = headers.get_content_type()
     report_type = str(headers.get_param("report-type", "") or "").lower()
     if content_type == "multipart/report" and report_type in _NOT_BOUNCES:
         return None
     dsn_report = content_type == "multipart/report" and report_type in (
-        "delivery-status", "global-delivery-status", "")
-    failed_header = str(headers.get("X-Failed-Recipients") or "")
-    if not (dsn_report or failed_header or _looks_like_bounce(headers)):
+        "delivery-status", "global-delivery-status")
+    untyped_report = content_type == "multipart/report" and not report_type
+    # Exim's header is only believed from a robot: anyone can write it.
+    failed_header = str(headers.get("X-Failed-Recipients") or "")[:4096]
+    robot = _robot_sender(headers, null_sender)
+    if not (dsn_report or (robot and (failed_header or untyped_report
+                                      or _BOUNCE_SUBJECT.search(_subject(headers))))):
         return None
+    failed_header = failed_header if robot else ""
     # The report comes before the returned message, which may be large: the
     # vendor detectors scan every body line, so only the start is read.
     message = message_from_bytes(raw[:_READ_LIMIT], policy=compat32)
@@ -95,13 +108,26 @@ def read_bounce(raw: bytes) -> Bounce | None:
     )
 
 
-def _looks_like_bounce(headers: Message) -> bool:
-    sender = str(headers.get("From") or "")
-    return_path = str(headers.get("Return-Path") or "").strip()
-    robot = bool(_ROBOT_SENDER.search(sender)) or return_path in ("<>", "")
-    if return_path == "" and headers.get("Return-Path") is None:
-        robot = bool(_ROBOT_SENDER.search(sender))
-    return robot and bool(_BOUNCE_SUBJECT.search(_subject(headers)))
+def _robot_sender(headers: Message, null_sender: bool) -> bool:
+    """A null return path, or a From only mail servers use (MAILER-DAEMON, postmaster)."""
+    return_path = str(headers.get("Return-Path") or "").strip()[:1000]
+    if null_sender or return_path == "<>":
+        return True
+    # Return-Path: <MAILER-DAEMON@host>: the envelope sender, as the last MTA wrote it.
+    local = return_path.strip("<>").rpartition("@")[0] if "@" in return_path else ""
+    return bool(_ROBOT_LOCAL_PART.fullmatch(local)) or _robot_from(headers)
+
+
+def _robot_from(headers: Message) -> bool:
+    """From MAILER-DAEMON, postmaster (and the like), or the null address itself."""
+    sender = str(headers.get("From") or "")[:1000]
+    if re.search(r"<\s*>", sender):
+        return True  # From: MAILER-DAEMON <>
+    for _, address in getaddresses([sender]):
+        local = address.rpartition("@")[0] if "@" in address else address
+        if _ROBOT_LOCAL_PART.fullmatch(local.strip()):
+            return True
+    return False
 
 
 def _subject(headers: Message) -> str:
@@ -145,16 +171,22 @@ def _recipients(message: Message, headers: Message, failed_header: str
     # The bounce may go to the very address that failed (a test to oneself,
     # an alias), or name a postmaster: when nothing else is named, only the
     # bounce's own From is left out.
+    returned = _original(message) or _returned_headers(message)
+    if returned is None and not has_written_status(report) and not _robot_from(headers):
+        # Prose naming addresses, with neither a server's answer, nor the returned
+        # message, nor a MAILER-DAEMON to vouch for it: nothing shows a delivery
+        # failed (a notice sent with a null return path, a newsletter).
+        return [], "text", False
     named = (report_addresses(report, exclude)
              or report_addresses(report, _bounce_from(headers), robots=True))
     if named:
         ends = [offset for _, offset in named[1:]] + [len(report)]
-        whole = status_of_report(report)
-        return ([_recipient(address, status_near(report, offset, end), whole, report)
+        whole, final = status_of_report(report), gave_up(report)
+        return ([_recipient(address, status_near(report, offset, end), whole, final)
                  for (address, offset), end in zip(named, ends, strict=True)], "text", False)
-    original = _original(message) or _returned_headers(message)
-    if original is not None:
-        to = [a.lower() for _, a in getaddresses([str(original.get("To") or "")]) if "@" in a]
+    if returned is not None:
+        to = [a.lower() for _, a in getaddresses([str(returned.get("To") or "")[:4096]])
+              if "@" in a]
         to = [a for a in to if a not in exclude]
         if to:
             return _statused(to[:1], report), "text", False
@@ -177,21 +209,21 @@ def _with_report_status(found: list[FailedRecipient], report: str) -> list[Faile
 def _statused(addresses: list[str], report: str) -> list[FailedRecipient]:
     result: list[FailedRecipient] = []
     lowered = report.lower()
-    whole = status_of_report(report)
-    for address in dict.fromkeys(addresses):
+    whole, final = status_of_report(report), gave_up(report)
+    for address in list(dict.fromkeys(addresses))[:_MAX_RECIPIENTS]:
         at = lowered.find(address)
         status = status_near(report, at, at + 600) if at >= 0 else None
         # flufl.bounce calls a report "temporary" on weak evidence; the
         # report's own words decide, as for any other address.
-        result.append(_recipient(address, status, whole, report))
+        result.append(_recipient(address, status, whole, final))
     return result
 
 
-def _recipient(address: str, status: str | None, whole: str, report: str) -> FailedRecipient:
+def _recipient(address: str, status: str | None, whole: str, final: bool) -> FailedRecipient:
     """A status written for the address decides; else the report's, and whether it gave up."""
     if status is not None:
         return FailedRecipient(address, status)
-    return FailedRecipient(address, whole, final=gave_up(report))
+    return FailedRecipient(address, whole, final=final)
 
 
 def _vendor(message: Message) -> tuple[list[str], list[str]] | None:
@@ -248,7 +280,8 @@ def _collect_text(part: Message, texts: list[str]) -> None:
         texts.append(status_text(part))
     elif part.get_content_maintype() == "text":
         text = _part_text(part)
-        texts.append(re.sub(r"<[^>]*>", " ", text) if kind == "text/html" else text)
+        # Bounded: "<<<<..." must not make every "<" scan to the end.
+        texts.append(re.sub(r"<[^<>]{0,2000}>", " ", text) if kind == "text/html" else text)
 
 
 def _part_text(part: Message) -> str:
@@ -304,14 +337,16 @@ def _original(message: Message) -> Message | None:
 
 
 def _message_ids(message: Message, original: Message | None) -> tuple[str, ...]:
+    """Most reliable first: the returned message's own Message-ID, one pasted into the
+    report, then the bounce's own references."""
     ids: list[str] = []
     if original is not None:
-        ids += re.findall(r"<[^<>\s]+>", str(original.get("Message-ID") or ""))
-    for name in ("In-Reply-To", "References"):
-        ids += re.findall(r"<[^<>\s]+>", str(message.get(name) or ""))
+        ids += re.findall(r"<[^<>\s]{1,500}>", str(original.get("Message-ID") or "")[:1000])
     texts: list[str] = []
     _collect_text(message, texts)
-    ids += _MESSAGE_ID.findall("\n".join(texts))
+    ids += _MESSAGE_ID.findall("\n".join(texts))[:10]
+    for name in ("In-Reply-To", "References"):
+        ids += re.findall(r"<[^<>\s]{1,500}>", str(message.get(name) or "")[:4096])
     own = str(message.get("Message-ID") or "").strip()
     return tuple(i for i in dict.fromkeys(ids) if i != own)[:20]
 

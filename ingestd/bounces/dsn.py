@@ -14,7 +14,8 @@ from email.message import Message
 from ingestd.bounces.report import FailedRecipient, status_in
 
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$")
-_ADDRESS = re.compile(r"[^\s<>\"();,]+@[^\s<>\"();,]+\.[A-Za-z0-9-]+")
+# No "@" inside either side: "a@a@a@..." must not be tried every way it splits.
+_ADDRESS = re.compile(r"[^\s<>\"();,@]{1,64}@[^\s<>\"();,@]{1,255}\.[A-Za-z0-9-]+")
 # Any other action (failed, delayed, a vendor's own word) reports a failure.
 _SUCCESS_ACTIONS = {"delivered", "relayed", "expanded"}
 
@@ -31,13 +32,14 @@ def field_blocks(text: str) -> list[dict[str, str]]:
             current, last = {}, None
             continue
         if line[:1] in " \t" and last is not None:
-            current[last] += " " + line.strip()
+            if len(current[last]) < 1000:  # a field's first 1000 characters say enough
+                current[last] = (current[last] + " " + line.strip())[:1000]
             continue
         found = _FIELD.match(line)
         if found is None:
             continue
         last = found.group(1).lower()
-        current.setdefault(last, found.group(2).strip())
+        current.setdefault(last, found.group(2).strip()[:1000])
     if current:
         blocks.append(current)
     return blocks

@@ -14,9 +14,12 @@ import re
 
 from ingestd.bounces.report import status_in
 
-ADDRESS = re.compile(r"(?<![\w.%+=-])[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-                     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]*@"
-                     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])")
+# The look-behind holds every local-part character: a match starts only where a
+# run of them starts, so a long run without "@" costs one scan, not one per character.
+ADDRESS = re.compile(r"(?<![A-Za-z0-9!#$%&'*+/=?^_`{|}~.-])[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+                     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{0,64}@"
+                     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,20}[A-Za-z]{2,24}"
+                     r"(?![\w-])")
 # Where the returned message (or its headers) starts in the report's text.
 _RETURNED = re.compile(
     r"^[ \t>]*(?:[-=_*#~]{2,}[ \t]*)?(?:"
@@ -48,8 +51,8 @@ def report_section(text: str) -> str:
     return text[:found.start()] if found is not None else text
 
 
-def report_addresses(report: str, exclude: set[str], *,
-                     robots: bool = False) -> list[tuple[str, int]]:
+def report_addresses(report: str, exclude: set[str], *, robots: bool = False,
+                     limit: int = 100) -> list[tuple[str, int]]:
     """(address, offset) of each address named in the report, first appearance, in order.
 
     ``robots``: postmaster and MAILER-DAEMON addresses count too.
@@ -65,13 +68,22 @@ def report_addresses(report: str, exclude: set[str], *,
             continue
         seen.add(address)
         found.append((address, match.start()))
+        if len(found) >= limit:
+            break
     return found
 
 
 def status_near(report: str, start: int, end: int) -> str | None:
-    """The status written for the address at ``start``: its line and up to ``end``."""
-    line_start = report.rfind("\n", 0, start) + 1
-    return _written_status(report[line_start:end])
+    """The status written for the address at ``start``: its line and up to ``end``
+    (at most a few hundred characters either way: a report of one endless line
+    must not be read once per address)."""
+    line_start = max(report.rfind("\n", max(0, start - 300), start) + 1, start - 300)
+    return _written_status(report[max(line_start, 0):min(end, start + 800)])
+
+
+def has_written_status(report: str) -> bool:
+    """A status code or an SMTP reply code appears in the report."""
+    return _written_status(report) is not None
 
 
 def _written_status(text: str) -> str | None:

@@ -36,11 +36,12 @@ _TICKET = sa.select(TICKETS.c.status, TICKETS.c.user_id, TICKETS.c.client_id).wh
     TICKETS.c.id == sa.bindparam("b_id"))
 
 
-def _over_rate_limit(ctx: MessageContext) -> Outcome | None:
-    """More mail from this address in this mailbox within the window than allowed: held."""
-    sender = ctx.sender
-    assert sender is not None, "classify runs before guard"
-    if sender.kind == "agent" or not sender.address or ctx.source not in _LIVE_SOURCES:
+def over_rate_limit(ctx: MessageContext, address: str | None) -> Outcome | None:
+    """More mail from ``address`` in this mailbox within the window than allowed: held.
+
+    Also used by the ``bounce`` stage: a flood of (forged) bounces is a loop too.
+    """
+    if not address or ctx.source not in _LIVE_SOURCES:
         # An admin's import of files, or a mailbox backfill, is not a loop: only mail
         # pushed to us as it is sent counts, and is counted.
         return None
@@ -50,13 +51,13 @@ def _over_rate_limit(ctx: MessageContext) -> Outcome | None:
         sa.select(sa.func.count()).select_from(ACTIONS)
         .join(TICKETS, TICKETS.c.id == ACTIONS.c.ticket_id)
         .join(INBOUND, INBOUND.c.id == ACTIONS.c.inbound_message_id)
-        .where(sa.func.lower(ACTIONS.c.from_address) == sender.address.lower(),
+        .where(sa.func.lower(ACTIONS.c.from_address) == address.lower(),
                ACTIONS.c.created_at >= since, TICKETS.c.mailbox == ctx.mailbox.name,
                INBOUND.c.source.in_(_LIVE_SOURCES))
     ).scalar_one()
     if recent < limit.new_tickets:
         return None
-    log.error("message.loop", mailbox=ctx.mailbox.name, sender=sender.address,
+    log.error("message.loop", mailbox=ctx.mailbox.name, sender=address,
               recent=int(recent), limit=limit.new_tickets, per_seconds=limit.per_seconds)
     return Outcome("quarantined", "quarantined", "loop")
 
@@ -68,7 +69,9 @@ def _catch_all(ctx: MessageContext, client_id: int) -> bool:
 
 
 def guard_ticket(ctx: MessageContext) -> Outcome | None:
-    looping = _over_rate_limit(ctx)
+    sender = ctx.sender
+    assert sender is not None, "classify runs before guard"
+    looping = over_rate_limit(ctx, sender.address) if sender.kind != "agent" else None
     if looping is not None:
         return looping
     if ctx.ticket_id is None:
@@ -76,8 +79,6 @@ def guard_ticket(ctx: MessageContext) -> Outcome | None:
     ticket = ctx.db.execute(_TICKET, {"b_id": ctx.ticket_id}).first()
     if ticket is None:
         return None
-    sender = ctx.sender
-    assert sender is not None, "classify runs before guard"
     related = (sender.kind in ("agent", "supplier")
                or (sender.user_id is not None and sender.user_id == ticket.user_id)
                or (sender.client_id is not None and sender.client_id == ticket.client_id

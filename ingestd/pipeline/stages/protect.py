@@ -32,10 +32,11 @@ _ROBOT_LOCAL_PARTS = {"mailer-daemon", "postmaster", "mailer_daemon"}
 
 def protect(ctx: MessageContext) -> Outcome | None:
     headers = HeaderParser(policy=compat32).parsestr(bytes_text(header_block(ctx.raw)))
-    if own_mail(ctx, headers):
-        return Outcome("ignored", "ignored", "own-mail")
+    # A bounce first: our own outbound MTA's reports carry our Message-ID domain,
+    # and are bounces of our mail, not our mail coming back.
     try:
-        ctx.bounce = read_bounce(ctx.raw)
+        ctx.bounce = read_bounce(ctx.raw, null_sender=ctx.source == "smtp"
+                                 and ctx.envelope_from is None)
     except Exception as error:
         # Mail the bounce reader cannot read is kept as ordinary mail (a ticket
         # or an auto-reply), never failed for it.
@@ -43,6 +44,8 @@ def protect(ctx: MessageContext) -> Outcome | None:
         ctx.bounce = None
     if ctx.bounce is not None:
         return None  # a bounce is handled as one (stage ``bounce``), not as an auto-reply
+    if own_mail(ctx, headers):
+        return Outcome("ignored", "ignored", "own-mail")
     ctx.auto_reply = auto_reply_signal(headers, ctx.message.from_address,
                                        list_headers=ctx.mailbox.auto_replies.list_headers)
     return None
