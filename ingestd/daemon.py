@@ -31,6 +31,8 @@ from ingestd.intake.commit import GroupCommitter
 from ingestd.intake.recipients import MailboxAddresses
 from ingestd.intake.smtp import SmtpService
 from ingestd.intake.sources.schedule import MailboxPollers, pulled_mailboxes
+from ingestd.metrics.exposition import Metrics
+from ingestd.metrics.state import StateCollector
 from ingestd.pipeline.runner import Pipeline
 from ingestd.reload import RulesReloader
 from ingestd.systemd import Watchdog, sd_notify
@@ -80,7 +82,9 @@ async def run_until_stopped(
         released = await asyncio.to_thread(release_claims_of_dead_processes, engine)
         if released:
             log.warning("daemon.released_dead_claims", messages=released)
-        workers = _workers(engine, settings, pipeline)
+        metrics = Metrics(worker_processes=settings.processing.isolation == "process"
+                          and settings.processing.worker_count > 0)
+        workers = _workers(engine, settings, pipeline, metrics)
         committer = GroupCommitter(
             engine, max_batch=settings.smtp.commit_batch_max,
             max_queued=settings.smtp.max_queued_messages,
@@ -89,7 +93,9 @@ async def run_until_stopped(
             on_commit=workers.notify if workers is not None else None,
         )
         smtp = SmtpService(settings.smtp, MailboxAddresses.from_settings(settings), committer)
-        http = _http(settings, smtp) if settings.http.enabled else None
+        metrics.add_state(StateCollector(engine, settings,
+                                         lambda: (smtp.budget.used, smtp.budget.limit)))
+        http = _http(settings, smtp, metrics) if settings.http.enabled else None
         pollers = (MailboxPollers(settings, on_stored=workers.notify if workers else None)
                    if pulled_mailboxes(settings) else None)
         # SMTP before the workers: a busy port fails start-up before processes spawn.
@@ -98,7 +104,7 @@ async def run_until_stopped(
         # HTTP is bound before all of them, started last (its readiness reports SMTP)
         # and stopped first: no action starts while the rest shuts down.
         reloader = (RulesReloader(settings, load, [workers] if workers else [],
-                                  reload_requested or asyncio.Event())
+                                  reload_requested or asyncio.Event(), pollers=pollers)
                     if load is not None else None)
         starting: list[Service] = [committer, smtp, *([workers] if workers else []),
                                    *([pollers] if pollers else []), *([http] if http else []),
@@ -141,12 +147,13 @@ async def run_until_stopped(
             if http is not None and http not in started:
                 http.close()  # its socket and its own engine
             await watchdog.stop()
+            metrics.close()
             log.info("daemon.stopped")
     finally:
         engine.dispose()
 
 
-def _http(settings: IngestdSettings, smtp: SmtpService) -> HttpService:
+def _http(settings: IngestdSettings, smtp: SmtpService, metrics: Metrics) -> HttpService:
     # Imported here: FastAPI and uvicorn load only when the API is on.
     from ingestd.http.context import ApiContext
     from ingestd.http.readiness import readiness_checks
@@ -155,12 +162,12 @@ def _http(settings: IngestdSettings, smtp: SmtpService) -> HttpService:
     # Its own small pool: API calls must never hold the connections intake
     # needs to answer SMTP senders in time.
     api_engine = make_engine(settings.database, pool_size=4)
-    context = ApiContext(api_engine, settings, readiness_checks(api_engine, smtp))
+    context = ApiContext(api_engine, settings, readiness_checks(api_engine, smtp), metrics)
     return HttpService(settings.http, context)
 
 
-def _workers(engine: Engine, settings: IngestdSettings, pipeline: Pipeline | None
-             ) -> WorkerThreads | WorkerProcesses | None:
+def _workers(engine: Engine, settings: IngestdSettings, pipeline: Pipeline | None,
+             metrics: Metrics) -> WorkerThreads | WorkerProcesses | None:
     count = settings.processing.worker_count
     if not count:
         return None
@@ -176,7 +183,8 @@ def _workers(engine: Engine, settings: IngestdSettings, pipeline: Pipeline | Non
         abandon_claim(engine, message_id, identity,
                       f"timeout: processing took longer than {timeout:g} s", quarantine=True)
 
-    return WorkerProcesses(settings, count, on_timeout, pipeline)
+    return WorkerProcesses(settings, count, on_timeout, pipeline,
+                           str(metrics.directory) if metrics.directory else None)
 
 
 def warn_unknown_references(engine: Engine, settings: IngestdSettings) -> None:

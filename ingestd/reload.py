@@ -1,11 +1,19 @@
-"""Reloading the rules while the daemon runs: on SIGHUP, and when a rule file changes.
+"""Reloading while the daemon runs: on SIGHUP, and when a rule file changes.
 
-The new configuration is loaded and validated in full; only if it is valid do
-the new rules replace the old — in worker threads from their next message,
-worker processes replaced one by one once each has finished its message.
-An invalid file keeps the old rules and logs every problem. Settings other
-than the rules (listeners, mailboxes, the database) need a restart; a reload
-that finds them changed says so.
+The new configuration is loaded and validated in full; only if it is valid is
+anything applied, and an invalid one keeps everything as it was and logs every
+problem. What a reload applies:
+
+* the rules — in worker threads from their next message, worker processes
+  replaced one by one once each has finished its message;
+* a mailbox's pull settings (``source``, ``enabled``, ``poll_interval``,
+  ``import_since``, ``resync_lookback_days``, the ``imap`` / ``gmail`` /
+  ``graph`` blocks) — from the mailbox's next poll; a poll under way ends
+  with the old ones.
+
+Everything else (listeners, the database, a mailbox's addresses or policies,
+mailboxes added or removed) needs a restart; a reload that finds such a
+change applies the rest and says which keys wait for the restart.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Protocol
 
 import structlog
 
+from ingestd.config.pulls import PullSettings
 from ingestd.config.settings import IngestdSettings
 from ingestd.errors import ConfigError, first_line
 
@@ -29,6 +38,37 @@ _WATCH_EVERY = 2.0
 
 class Reloadable(Protocol):
     def reload(self, settings: IngestdSettings) -> None: ...
+
+
+_PULL_KEYS = frozenset(PullSettings.model_fields)
+
+
+def merged_settings(old: IngestdSettings, new: IngestdSettings
+                    ) -> tuple[IngestdSettings, list[str], list[str]]:
+    """(``old`` with what a reload may change taken from ``new``, the mailboxes whose pull
+    settings changed, the keys whose change waits for a restart)."""
+    by_name = {m.name: m for m in new.mailboxes}
+    mailboxes, pulls_changed, waiting = [], [], []
+    for mailbox in old.mailboxes:
+        fresh = by_name.get(mailbox.name)
+        if fresh is None:
+            mailboxes.append(mailbox)
+            continue
+        if (mailbox.model_dump(exclude=set(_PULL_KEYS))
+                != fresh.model_dump(exclude=set(_PULL_KEYS))):
+            waiting.append(f"mailboxes.{mailbox.name}")
+        changed = [k for k in sorted(_PULL_KEYS) if getattr(mailbox, k) != getattr(fresh, k)]
+        if changed:
+            pulls_changed.append(f"{mailbox.name} ({', '.join(changed)})")
+            mailbox = mailbox.model_copy(update={k: getattr(fresh, k) for k in changed})
+        mailboxes.append(mailbox)
+    if [m.name for m in new.mailboxes] != [m.name for m in old.mailboxes]:
+        waiting.append("mailboxes (added, removed or reordered)")
+    merged = old.model_copy(update={"rules": new.rules, "mailboxes": tuple(mailboxes)})
+    for key in type(old).model_fields:
+        if key not in ("rules", "mailboxes") and getattr(merged, key) != getattr(new, key):
+            waiting.append(key)
+    return merged, pulls_changed, waiting
 
 
 def rules_fingerprint(directory: Path | None) -> tuple[tuple[str, int, int], ...]:
@@ -52,10 +92,12 @@ class RulesReloader:
 
     def __init__(self, settings: IngestdSettings, load: Callable[[], IngestdSettings],
                  targets: list[Reloadable], requested: asyncio.Event,
-                 watch_every: float = _WATCH_EVERY) -> None:
+                 watch_every: float = _WATCH_EVERY,
+                 pollers: Reloadable | None = None) -> None:
         self.settings = settings
         self._load = load
-        self._targets = targets
+        self._targets = targets  # take new rules
+        self._pollers = pollers  # take new pull settings
         self._requested = requested
         self._watch_every = watch_every
         self._task: asyncio.Task[None] | None = None
@@ -96,16 +138,18 @@ class RulesReloader:
             return False
         old_names = [r.name for r in self.settings.rules]
         new_names = [r.name for r in new.rules]
-        others = new.model_copy(update={"rules": self.settings.rules})
-        if others != self.settings:
-            log.warning("config.restart_needed", why=why,
-                        detail="settings other than the rules changed; they apply after a "
-                               "restart")
-        settings = self.settings.model_copy(update={"rules": new.rules})
-        for target in self._targets:
-            target.reload(settings)
+        settings, pulls_changed, waiting = merged_settings(self.settings, new)
+        if waiting:
+            log.warning("config.restart_needed", why=why, keys=waiting,
+                        detail="these changed and apply only after a restart")
+        if settings.rules != self.settings.rules:
+            for target in self._targets:
+                target.reload(settings)
+        if pulls_changed and self._pollers is not None:
+            self._pollers.reload(settings)
         self.settings = settings
         log.info("config.reloaded", why=why, rules=len(new_names),
                  added=[n for n in new_names if n not in old_names],
-                 removed=[n for n in old_names if n not in new_names])
+                 removed=[n for n in old_names if n not in new_names],
+                 mailboxes_changed=pulls_changed)
         return True

@@ -3,12 +3,8 @@ change; an invalid new file keeps the old rules and logs why."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import smtplib
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +13,9 @@ import sqlalchemy as sa
 from ingestd.config.settings import DatabaseSettings
 from ingestd.db.engine import make_engine
 from ingestd.db.tables import INBOUND, TICKETS
-from tests.conftest import REPO, write_config
+from tests.conftest import write_config
 from tests.processing_env import processing_config
+from tests.support.logged_daemon import events, start_logged_daemon
 from tests.support.postgres import free_port
 from tests.support.waiting import wait_for
 from tests.test_rules import mail
@@ -30,15 +27,7 @@ def _rules(directory: Path, priority: str, pattern: str = ".") -> None:
         f"  actions: [{{set_priority: {priority}}}]\n")
 
 
-def _events(log: Path, name: str) -> list[dict[str, Any]]:
-    found = []
-    for line in log.read_text(errors="replace").splitlines():
-        if f'"{name}"' in line:
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                continue
-    return found
+_events = events
 
 
 def test_rules_reload_on_sighup_and_file_change_with_worker_processes(
@@ -52,14 +41,8 @@ def test_rules_reload_on_sighup_and_file_change_with_worker_processes(
     config = processing_config(sqlite_url, workers=1, isolation="process")
     config["rules_dir"] = "rules"
     config["smtp"]["port"] = port = free_port()
-    config["logging"] = {"level": "info", "format": "json"}
-    path = write_config(tmp_path, config)
-    log = tmp_path / "daemon.log"
     engine = make_engine(DatabaseSettings(url=sqlite_url))
-    with log.open("wb") as out:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "ingestd", "run", "--config", str(path)], stdout=out,
-            stderr=subprocess.STDOUT, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    daemon, _, log = start_logged_daemon(config, tmp_path, write_config)
     sent = 0
 
     def priority_of_next(subject: str) -> str:

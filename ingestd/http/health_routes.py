@@ -6,7 +6,7 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ingestd.errors import first_line
 from ingestd.http.auth import Context
@@ -20,6 +20,19 @@ router = APIRouter(tags=["health"])
 async def healthz() -> dict[str, Any]:
     """The process answers; async on purpose: it is served by the event loop itself."""
     return {"status": "ok"}
+
+
+@router.get("/metrics", response_class=Response, responses={
+    200: {"description": "Prometheus text format",
+          "content": {"text/plain": {"schema": {"type": "string"}}}},
+    404: {"description": "metrics are off in this process"}})
+def metrics(context: Context) -> Response:
+    """Prometheus metrics (no token): counters, processing figures, the database's state."""
+    if context.metrics is None:
+        return Response(status_code=404)
+    from ingestd.metrics.exposition import CONTENT_TYPE
+
+    return Response(context.metrics.render(), media_type=CONTENT_TYPE)
 
 
 @router.get("/readyz", response_model=Readiness,

@@ -156,6 +156,8 @@ class SmtpService:
         self._committer = committer
         self._sessions = Sessions()
         self._server: asyncio.Server | None = None
+        # Message bytes all sessions hold, against smtp.max_inflight_bytes (and /metrics).
+        self.budget = InflightBudget(settings.max_inflight_bytes)
 
     @property
     def port(self) -> int:
@@ -169,7 +171,7 @@ class SmtpService:
     async def start(self) -> None:
         try:
             self._server = await start_smtp_server(
-                self._settings, self._addresses, self._committer, self._sessions)
+                self._settings, self._addresses, self._committer, self._sessions, self.budget)
         except OSError as exc:
             raise ListenFailed(
                 f"cannot listen on {self._settings.host}:{self._settings.port}: "
@@ -205,11 +207,12 @@ async def start_smtp_server(
     addresses: MailboxAddresses,
     committer: GroupCommitter,
     sessions: Sessions,
+    budget: InflightBudget | None = None,
 ) -> asyncio.Server:
     """Listen on ``settings.host:settings.port`` in the running loop."""
     handler = IntakeHandler(settings, addresses, committer)
     limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_ip)
-    budget = InflightBudget(settings.max_inflight_bytes)
+    budget = budget or InflightBudget(settings.max_inflight_bytes)
     loop = asyncio.get_running_loop()
 
     def factory() -> IngestSMTP:

@@ -18,6 +18,7 @@ from aiosmtpd.smtp import MISSING, SMTP
 
 from ingestd.intake.connection_limits import ConnectionLimits
 from ingestd.intake.data_reader import DataRead, InflightBudget, read_data
+from ingestd.metrics.counters import count_reply
 
 log = structlog.get_logger("ingestd.smtp")
 
@@ -271,6 +272,7 @@ class IngestSMTP(SMTP):
             status = _REWRITES.get(status, status)
         await super().push(status)
         text = status if isinstance(status, str) else status.decode("ascii", "replace")
+        count_reply(text)
         if text[:1] == "5" and self._max_errors:
             # Refused recipients, unknown commands, bad sequences: a client that
             # keeps failing is probing or broken; it is cut off, not answered forever.

@@ -126,4 +126,7 @@ def commit_messages(engine: Engine, messages: Sequence[NewMessage],
         # inbound_messages has no unique key to race on: a violated constraint
         # names a value of these messages (NOT NULL, a foreign key).
         raise StorageRejected(str(exc)) from exc
+    from ingestd.metrics.counters import count_received
+
+    count_received(rows)
     return ids

@@ -84,12 +84,14 @@ class WorkerProcesses:
     name = "workers"
 
     def __init__(self, settings: IngestdSettings, count: int,
-                 on_timeout: OnTimeout | None = None, pipeline: Pipeline | None = None
-                 ) -> None:
+                 on_timeout: OnTimeout | None = None, pipeline: Pipeline | None = None,
+                 metrics_dir: str | None = None) -> None:
         # spawn, not fork: the parent runs an event loop and threads.
         self._context = multiprocessing.get_context("spawn")
         self._settings = settings
         self._pipeline = pipeline
+        # Where the workers' prometheus-client files go (None: no metrics).
+        self._metrics_dir = metrics_dir
         self._timeout = settings.processing.timeout_seconds
         self._on_timeout = on_timeout
         self._stop = self._context.Event()
@@ -133,7 +135,7 @@ class WorkerProcesses:
         process = self._context.Process(
             target=run_worker_process,
             args=(self._settings, self._identities[index], self._wakes[index], self._stop,
-                  os.getpid(), self._busy[index], self._pipeline),
+                  os.getpid(), self._busy[index], self._pipeline, self._metrics_dir),
             name=f"ingestd-worker-{index}",
             daemon=True,
         )
@@ -202,6 +204,11 @@ class WorkerProcesses:
             await asyncio.sleep(2.0)
         if not self._stop.is_set():
             self.restarts += 1
+            # Imported here, never at the top: a worker process imports this module
+            # before it sets up prometheus-client's multiprocess files.
+            from ingestd.metrics.counters import WORKER_RESTARTS
+
+            WORKER_RESTARTS.inc()
             self._spawn(index)
 
     async def _check_timeout(self, index: int, process: SpawnProcess) -> None:
@@ -246,9 +253,13 @@ class WorkerProcesses:
 
 def run_worker_process(
     settings: IngestdSettings, identity: str, wake: Event, stop: Event, parent_pid: int,
-    marker: SharedBusy, pipeline: Pipeline | None,
+    marker: SharedBusy, pipeline: Pipeline | None, metrics_dir: str | None = None,
 ) -> None:
     """The body of one worker process."""
+    if metrics_dir is not None:
+        # Before anything imports prometheus-client here: its values then live in
+        # files the daemon reads at each scrape (and outlive this process).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from ingestd.db.engine import make_engine
     from ingestd.logs import configure_logging
     from ingestd.workers.loop import WakeableWait, work_loop

@@ -233,6 +233,11 @@ class Worker:
 
     def _log(self, row_id: int, ctx: MessageContext | None, outcome: Outcome,
              seconds: float) -> None:
+        # Imported here: a worker process sets up prometheus-client's multiprocess
+        # files before the first import (workers/processes.py).
+        from ingestd.metrics.processing import record_processed
+
+        record_processed(outcome.result, ctx.timings if ctx else {})
         sender = ctx.sender if ctx else None
         log.info(
             "message.processed", id=row_id, mailbox=ctx.mailbox.name if ctx else None,

@@ -47,6 +47,7 @@ from ingestd.intake.sources.lease import Clock, MailboxLease, Outcome, poller_id
 from ingestd.intake.sources.pull import Listing, PullConnection, PullSource
 from ingestd.intake.sources.retry import PollStopped, RetryPolicy, retrying
 from ingestd.message_keys import provider_key
+from ingestd.metrics.counters import POLL_ERRORS
 
 log = structlog.get_logger("ingestd.pull")
 
@@ -167,6 +168,7 @@ class Poller:
             (log.error if changed else log.debug)(
                 "mailbox.needs_reauth", mailbox=name, error=outcome.error)
         elif outcome.status == "error":
+            POLL_ERRORS.labels(name).inc()
             (log.warning if changed else log.info)(
                 "mailbox.poll_failed", mailbox=name, error=outcome.error)
         else:

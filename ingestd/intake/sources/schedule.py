@@ -78,21 +78,51 @@ class MailboxPollers:
         # of running instances" would repeat that a poll outlasted its interval.
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
         self._scheduler = AsyncIOScheduler(timezone=UTC)
-        now = datetime.now(UTC)
         for mailbox in mailboxes:
-            poller = Poller(self._engine, mailbox, source_for(mailbox),
-                            batch_size=batch_size(mailbox), identity=self._identity,
-                            retry=self._retry, stop=self._stop, on_stored=self._on_stored,
-                            max_message_bytes=self._settings.smtp.max_message_size)
-            first = now + timedelta(seconds=random.uniform(0, min(mailbox.poll_interval, 5.0)))
-            self._scheduler.add_job(
-                self._poll, "interval", args=[poller], id=f"poll:{mailbox.name}",
-                seconds=mailbox.poll_interval, jitter=jitter_seconds(mailbox),
-                next_run_time=first, max_instances=1, coalesce=True,
-                misfire_grace_time=max(1, int(mailbox.poll_interval)))
+            self._schedule(mailbox)
         self._scheduler.start()
         log.info("pollers.started", mailboxes=[m.name for m in mailboxes], parallel=parallel,
                  identity=self._identity)
+
+    def _schedule(self, mailbox: Mailbox) -> None:
+        assert self._scheduler is not None and self._engine is not None
+        poller = Poller(self._engine, mailbox, source_for(mailbox),
+                        batch_size=batch_size(mailbox), identity=self._identity,
+                        retry=self._retry, stop=self._stop, on_stored=self._on_stored,
+                        max_message_bytes=self._settings.smtp.max_message_size)
+        first = datetime.now(UTC) + timedelta(
+            seconds=random.uniform(0, min(mailbox.poll_interval, 5.0)))
+        self._scheduler.add_job(
+            self._poll, "interval", args=[poller], id=f"poll:{mailbox.name}",
+            seconds=mailbox.poll_interval, jitter=jitter_seconds(mailbox),
+            next_run_time=first, max_instances=1, coalesce=True, replace_existing=True,
+            misfire_grace_time=max(1, int(mailbox.poll_interval)))
+
+    def reload(self, settings: IngestdSettings) -> None:
+        """New pull settings from each mailbox's next poll (a poll under way keeps its own).
+
+        A mailbox that changed is scheduled anew (its interval, credentials, folders);
+        one disabled stops being polled. Pulls that began with none at start-up need
+        a restart (no scheduler, no connection pool for them).
+        """
+        old = {m.name: m for m in self._settings.mailboxes}
+        self._settings = settings
+        if self._scheduler is None:
+            if pulled_mailboxes(settings):
+                log.warning("config.restart_needed", keys=["mailboxes"],
+                            detail="the first pulled mailbox starts polling after a restart")
+            return
+        for mailbox in settings.mailboxes:
+            if old.get(mailbox.name) == mailbox:
+                continue
+            job = f"poll:{mailbox.name}"
+            if mailbox.pulled and mailbox.enabled:
+                self._schedule(mailbox)
+                log.info("mailbox.rescheduled", mailbox=mailbox.name,
+                         poll_interval=mailbox.poll_interval)
+            elif self._scheduler.get_job(job) is not None:
+                self._scheduler.remove_job(job)
+                log.info("mailbox.disabled", mailbox=mailbox.name, source=mailbox.source)
 
     async def _poll(self, poller: Poller) -> None:
         if self._executor is None or self._stop.is_set():
