@@ -60,6 +60,7 @@ class Services:
     smtp_port: int
     committer: GroupCommitter
     http_port: int | None = None  # None: the HTTP API is turned off
+    health_port: int | None = None  # set with http.health_listen
 
 
 async def run_until_stopped(
@@ -95,7 +96,8 @@ async def run_until_stopped(
         smtp = SmtpService(settings.smtp, MailboxAddresses.from_settings(settings), committer)
         metrics.add_state(StateCollector(engine, settings,
                                          lambda: (smtp.budget.used, smtp.budget.limit)))
-        http = _http(settings, smtp, metrics) if settings.http.enabled else None
+        http, health = _http(settings, smtp, metrics) if settings.http.enabled else (None, None)
+        listeners = [s for s in (http, health) if s is not None]
         pollers = (MailboxPollers(settings, on_stored=workers.notify if workers else None)
                    if pulled_mailboxes(settings) else None)
         # SMTP before the workers: a busy port fails start-up before processes spawn.
@@ -107,10 +109,10 @@ async def run_until_stopped(
                                   reload_requested or asyncio.Event(), pollers=pollers)
                     if load is not None else None)
         starting: list[Service] = [committer, smtp, *([workers] if workers else []),
-                                   *([pollers] if pollers else []), *([http] if http else []),
+                                   *([pollers] if pollers else []), *listeners,
                                    *([reloader] if reloader else [])]
         stopping: list[Service] = [*([reloader] if reloader else []),
-                                   *([http] if http else []), *([pollers] if pollers else []),
+                                   *listeners, *([pollers] if pollers else []),
                                    smtp, committer, *([workers] if workers else [])]
         started: list[Service] = []
         # Pinging from the first service started to the last one stopped: a
@@ -118,22 +120,24 @@ async def run_until_stopped(
         watchdog = Watchdog()
         try:
             await watchdog.start()
-            if http is not None:
+            for listener in listeners:
                 # Its port taken before anything starts: a busy one fails start-up
                 # before worker processes spawn, like SMTP's.
-                http.bind()
+                listener.bind()
             for service in starting:
                 await service.start()
                 started.append(service)
             log.info("daemon.ready", smtp_host=settings.smtp.host, smtp_port=smtp.port,
                      http_port=http.port if http else None,
+                     health_port=health.port if health else None,
                      database=engine.dialect.name, mailboxes=len(settings.mailboxes),
                      workers=settings.processing.worker_count,
                      isolation=settings.processing.isolation)
             sd_notify("READY=1")
             if on_ready is not None:
                 on_ready(Services(smtp_port=smtp.port, committer=committer,
-                                  http_port=http.port if http else None))
+                                  http_port=http.port if http else None,
+                                  health_port=health.port if health else None))
             await stop.wait()
             sd_notify("STOPPING=1")
         finally:
@@ -144,8 +148,9 @@ async def run_until_stopped(
                     except Exception as exc:
                         log.error("daemon.stop_failed", service=service.name,
                                   error=type(exc).__name__, detail=str(exc)[:300])
-            if http is not None and http not in started:
-                http.close()  # its socket and its own engine
+            for listener in listeners:
+                if listener not in started:
+                    listener.close()  # its socket (and the API's engine)
             await watchdog.stop()
             metrics.close()
             log.info("daemon.stopped")
@@ -153,7 +158,9 @@ async def run_until_stopped(
         engine.dispose()
 
 
-def _http(settings: IngestdSettings, smtp: SmtpService, metrics: Metrics) -> HttpService:
+def _http(settings: IngestdSettings, smtp: SmtpService, metrics: Metrics
+          ) -> tuple[HttpService, HttpService | None]:
+    """The API's listener, and health's own when ``http.health_listen`` is set."""
     # Imported here: FastAPI and uvicorn load only when the API is on.
     from ingestd.http.context import ApiContext
     from ingestd.http.readiness import readiness_checks
@@ -163,7 +170,9 @@ def _http(settings: IngestdSettings, smtp: SmtpService, metrics: Metrics) -> Htt
     # needs to answer SMTP senders in time.
     api_engine = make_engine(settings.database, pool_size=4)
     context = ApiContext(api_engine, settings, readiness_checks(api_engine, smtp), metrics)
-    return HttpService(settings.http, context)
+    health = (HttpService(settings.http, context, health_only=True, dispose_engine=False)
+              if settings.http.health_listen is not None else None)
+    return HttpService(settings.http, context), health
 
 
 def _workers(engine: Engine, settings: IngestdSettings, pipeline: Pipeline | None,

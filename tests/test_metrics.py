@@ -141,3 +141,30 @@ def test_state_of_pulled_mailboxes_and_a_database_that_is_away(tmp_path: Path,
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StateCollector(away, settings))
     assert b"ingestd_database_up 0.0" in generate_latest(registry)
+
+
+def test_health_and_metrics_on_their_own_listener(tmp_path: Path, sqlite_url: str,
+                                                  start_daemon: Any) -> None:
+    """http.health_listen: /healthz, /readyz and /metrics there, and no longer on the API's
+    port; the API stays where it was."""
+    import urllib.error
+
+    config = processing_config(sqlite_url)
+    config["http"] = {"port": 0, "health_listen": {"host": "127.0.0.1", "port": 0}}
+    daemon = start_daemon(write_config(tmp_path, config))
+    api, health = daemon.services.http_port, daemon.services.health_port
+    assert health is not None and health != api
+
+    def status(port: int, path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert [status(health, p) for p in ("/healthz", "/readyz", "/metrics")] == [200, 200, 200]
+    assert status(health, "/api/inbox") == 404
+    assert [status(api, p) for p in ("/healthz", "/metrics")] == [404, 404]
+    assert status(api, "/api/inbox") == 401  # the API, asking for its token
+    assert b"ingestd_pending_messages" in urllib.request.urlopen(
+        f"http://127.0.0.1:{health}/metrics", timeout=10).read()

@@ -61,10 +61,21 @@ class SmtpSettings(_Frozen):
         return self
 
 
+class HealthListen(_Frozen):
+    """Where /healthz, /readyz and /metrics are served when not beside the API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+
+
 class HttpSettings(_Frozen):
-    """The daemon's HTTP API (and /healthz, /readyz): on loopback unless told otherwise."""
+    """The daemon's HTTP API (and /healthz, /readyz, /metrics): on loopback unless told
+    otherwise."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     # 0 picks a free port (logged at start-up): for tests and for several daemons on one host.
     port: int = Field(default=8025, ge=0, le=65535)
+    # Health, readiness and metrics on their own address (a monitoring network, say)
+    # instead of the API's; they then are not served on the API's port.
+    health_listen: HealthListen | None = None

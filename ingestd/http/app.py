@@ -25,13 +25,16 @@ from ingestd.http.strict import reject_unknown_query
 log = structlog.get_logger("ingestd.http")
 
 
-def create_app(context: ApiContext) -> FastAPI:
+def create_app(context: ApiContext, *, health: bool = True, api: bool = True) -> FastAPI:
+    """The application: the health routes (/healthz, /readyz, /metrics), the API, or both."""
     app = FastAPI(title="ingestd", version=__version__,
                   description="My Inbox for agents; health and readiness for operators.",
                   dependencies=[Depends(reject_unknown_query)])
     app.state.context = context
-    app.include_router(health_routes.router)
-    app.include_router(inbox_routes.router)
+    if health:
+        app.include_router(health_routes.router)
+    if api:
+        app.include_router(inbox_routes.router)
     app.add_exception_handler(IngestdError, _ingestd_error)
     app.add_middleware(BodyLimit)
     # Added last, so outermost: a refused request costs nothing further.

@@ -40,13 +40,27 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class HttpService:
-    name = "http"
 
     def __init__(self, settings: HttpSettings, context: ApiContext, *,
                  request_deadline: float = REQUEST_DEADLINE_SECONDS,
-                 max_connections: int = MAX_OPEN_CONNECTIONS) -> None:
+                 max_connections: int = MAX_OPEN_CONNECTIONS, health_only: bool = False,
+                 dispose_engine: bool = True) -> None:
+        """``health_only``: the listener of ``settings.health_listen``, health routes only.
+
+        Without it, the API (and the health routes unless they have their own listener).
+        ``dispose_engine``: the engine in ``context`` is this service's to dispose of.
+        """
         self._settings = settings
         self._context = context
+        self._health_only = health_only
+        self._dispose_engine = dispose_engine
+        listen = settings.health_listen
+        if health_only:
+            assert listen is not None
+            self._host, self._wanted_port, self.label = listen.host, listen.port, "health"
+        else:
+            self._host, self._wanted_port, self.label = settings.host, settings.port, "HTTP API"
+        self.name = "http-health" if health_only else "http"
         self._protocol = deadline_protocol(request_deadline, max_connections)
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -60,7 +74,7 @@ class HttpService:
     def bind(self) -> None:
         """Take the port now: the daemon calls this before anything starts (workers spawn)."""
         if self._socket is None:
-            self._socket = _listening_socket(self._settings.host, self._settings.port)
+            self._socket = _listening_socket(self._host, self._wanted_port, self.label)
             self.port = int(self._socket.getsockname()[1])
 
     def close(self) -> None:
@@ -68,14 +82,18 @@ class HttpService:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
-        self._context.engine.dispose()
+        if self._dispose_engine:
+            self._context.engine.dispose()
 
     async def start(self) -> None:
         self.bind()
         sock = self._socket
         assert sock is not None
+        separate = self._settings.health_listen is not None
+        app = create_app(self._context, health=self._health_only or not separate,
+                         api=not self._health_only)
         config = uvicorn.Config(
-            create_app(self._context), log_config=None, access_log=False, lifespan="off",
+            app, log_config=None, access_log=False, lifespan="off",
             timeout_graceful_shutdown=_GRACEFUL_STOP_SECONDS, server_header=False,
             # Requests must arrive whole in time and open connections are capped (see
             # connections.py); requests in progress are bounded by the app (request_limit.py).
@@ -87,12 +105,13 @@ class HttpService:
         while not self._server.started:
             if self._task.done():
                 sock.close()
-                raise ListenFailed(f"HTTP API did not start: {self._task.exception()!r}")
+                raise ListenFailed(f"{self.label} did not start: {self._task.exception()!r}")
             if asyncio.get_running_loop().time() > deadline:
                 await self.stop()
-                raise ListenFailed("HTTP API did not start in time")
+                raise ListenFailed(f"{self.label} did not start in time")
             await asyncio.sleep(0.01)
-        log.info("http.listening", host=self._settings.host, port=self.port)
+        log.info("http.listening", host=self._host, port=self.port,
+                 serves="health" if self._health_only else "api")
 
     async def stop(self) -> None:
         if self._server is None or self._task is None:
@@ -104,17 +123,18 @@ class HttpService:
             self._task.cancel()
         finally:
             # The API's own engine (see daemon._http): nothing else uses it.
-            self._context.engine.dispose()
-        log.info("http.stopped")
+            if self._dispose_engine:
+                self._context.engine.dispose()
+        log.info("http.stopped", serves="health" if self._health_only else "api")
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
+def _listening_socket(host: str, port: int, label: str) -> socket.socket:
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        raise ListenFailed(f"HTTP API cannot listen on {host}:{port}: {exc}") from exc
+        raise ListenFailed(f"{label} cannot listen on {host}:{port}: {exc}") from exc
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
@@ -122,5 +142,5 @@ def _listening_socket(host: str, port: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise ListenFailed(f"HTTP API cannot listen on {host}:{port}: {exc}") from exc
+        raise ListenFailed(f"{label} cannot listen on {host}:{port}: {exc}") from exc
     return sock
