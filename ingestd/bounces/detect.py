@@ -28,13 +28,22 @@ from email.utils import getaddresses
 from flufl.bounce import all_failures
 
 from ingestd.bounces.dsn import dsn_recipients, status_text
+from ingestd.bounces.parts import (
+    DSN_TYPES,
+    body_as_text,
+    header_text,
+    message_ids,
+    original_part,
+    part_text,
+    report_text,
+    returned_headers,
+)
 from ingestd.bounces.report import Bounce, FailedRecipient
 from ingestd.bounces.text import (
     ADDRESS,
     gave_up,
     has_written_status,
     report_addresses,
-    report_section,
     status_near,
     status_of_report,
 )
@@ -42,9 +51,6 @@ from ingestd.mailbytes import header_block
 from ingestd.mailtext import bytes_text
 
 _NOT_BOUNCES = {"feedback-report", "disposition-notification"}
-_DSN_TYPES = {"message/delivery-status", "message/global-delivery-status"}
-_ORIGINAL_TYPES = {"message/rfc822", "text/rfc822-headers", "message/global",
-                   "message/global-headers", "text/rfc822-header"}
 # Local parts that only mail servers write from (Exchange: MicrosoftExchange<hex>).
 # A display name ("Mail Delivery Team") proves nothing: anyone can write one.
 _ROBOT_LOCAL_PART = re.compile(
@@ -62,9 +68,6 @@ _BOUNCE_SUBJECT = re.compile(
     r"unsuccessful|not reachable|mail failure|send failure|returned message|delayed|"
     r"failed|failure|error|エラー|不達|配信",
     re.IGNORECASE)
-# A pasted header line, not a quoted one ("> Message-ID:" is someone else's mail).
-_MESSAGE_ID = re.compile(r"^[ \t]*Message-ID:[ \t]*(<[^<>\s]{1,500}>)",
-                         re.IGNORECASE | re.MULTILINE)
 _MAX_RECIPIENTS = 100
 _READ_LIMIT = 256 * 1024
 # flufl.bounce logs a traceback for a detector that trips over odd mail; we
@@ -99,11 +102,11 @@ def read_bounce(raw: bytes, *, null_sender: bool = False) -> Bounce | None:
     recipients, read_as, success_only = _recipients(message, headers, failed_header)
     if success_only or not recipients:
         return None
-    original = _original(message) or _returned_headers(message)
+    original = original_part(message) or returned_headers(message)
     return Bounce(
         recipients=tuple(recipients[:_MAX_RECIPIENTS]),
-        original_message_ids=_message_ids(message, original),
-        original_subject=_header_text(original, "Subject") if original is not None else None,
+        original_message_ids=message_ids(message, original),
+        original_subject=header_text(original, "Subject") if original is not None else None,
         read_as=read_as,
     )
 
@@ -140,13 +143,13 @@ def _subject(headers: Message) -> str:
 def _recipients(message: Message, headers: Message, failed_header: str
                 ) -> tuple[list[FailedRecipient], str, bool]:
     """(failed recipients, how they were read, whether the report is of successes only)."""
-    report = _report_text(message)
+    report = report_text(message)
     dsn_seen = False
-    for part in [*message.walk(), _body_as_text(message)]:
+    for part in [*message.walk(), body_as_text(message)]:
         kind = part.get_content_type()
-        text = status_text(part) if kind in _DSN_TYPES else None
+        text = status_text(part) if kind in DSN_TYPES else None
         if text is None and kind == "text/plain":
-            payload = _part_text(part)
+            payload = part_text(part)
             if re.search(r"^Final-Recipient:", payload, re.IGNORECASE | re.MULTILINE):
                 text = payload
         if text is None:
@@ -171,7 +174,7 @@ def _recipients(message: Message, headers: Message, failed_header: str
     # The bounce may go to the very address that failed (a test to oneself,
     # an alias), or name a postmaster: when nothing else is named, only the
     # bounce's own From is left out.
-    returned = _original(message) or _returned_headers(message)
+    returned = original_part(message) or returned_headers(message)
     if returned is None and not has_written_status(report) and not _robot_from(headers):
         # Prose naming addresses, with neither a server's answer, nor the returned
         # message, nor a MAILER-DAEMON to vouch for it: nothing shows a delivery
@@ -245,112 +248,15 @@ def _decoded(addresses: Iterable[bytes | str]) -> set[str]:
     return out
 
 
-def _report_text(message: Message) -> str:
-    """The bounce's own prose: its text parts outside any returned message, report part cut."""
-    texts: list[str] = []
-    _collect_text(message, texts)
-    text = "\n".join(texts)
-    if not text.strip():
-        # A multipart whose boundary never appears (the header names another):
-        # its whole body is one preamble, which the parts above do not include.
-        text = _part_text(_body_as_text(message))
-    return report_section(text)
-
-
-def _body_as_text(message: Message) -> Message:
-    """The message's whole body as one text/plain part, for reports whose MIME is broken."""
-    body = Message()
-    body.set_payload(message.preamble or "" if message.is_multipart() else "")
-    if not message.is_multipart():
-        body.set_payload(message.get_payload())
-    body["Content-Type"] = "text/plain"
-    return body
-
-
-def _collect_text(part: Message, texts: list[str]) -> None:
-    kind = part.get_content_type()
-    if kind in _ORIGINAL_TYPES:
-        return
-    if part.is_multipart():
-        for child in part.get_payload():
-            if isinstance(child, Message):
-                _collect_text(child, texts)
-        return
-    if kind in _DSN_TYPES:
-        texts.append(status_text(part))
-    elif part.get_content_maintype() == "text":
-        text = _part_text(part)
-        # Bounded: "<<<<..." must not make every "<" scan to the end.
-        texts.append(re.sub(r"<[^<>]{0,2000}>", " ", text) if kind == "text/html" else text)
-
-
-def _part_text(part: Message) -> str:
-    data = part.get_payload(decode=True)
-    if not isinstance(data, bytes):
-        return str(part.get_payload())
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return data.decode(charset, "replace")
-    except LookupError:
-        return data.decode("utf-8", "replace")
-
-
 def _bounce_from(headers: Message) -> set[str]:
     return {a.lower() for _, a in getaddresses([str(headers.get("From") or "")]) if "@" in a}
-
-
-def _returned_headers(message: Message) -> Message | None:
-    """The returned message's header block, pasted into the report's text after it."""
-    texts: list[str] = []
-    _collect_text(message, texts)
-    text = "\n".join(texts)
-    rest = text[len(report_section(text)):]
-    start = re.search(r"^(?:Received|Return-Path|From|To|Message-ID|Date|Subject):", rest,
-                      re.IGNORECASE | re.MULTILINE)
-    if start is None:
-        return None
-    return HeaderParser(policy=compat32).parsestr(rest[start.start():])
 
 
 def _own_addresses(headers: Message, message: Message) -> set[str]:
     """Who the bounce is from and to (the original sender): never a failed recipient."""
     fields = [str(headers.get(name) or "") for name in ("From", "To", "Sender", "Reply-To")]
-    original = _original(message)
+    original = original_part(message)
     if original is not None:
         fields += [str(original.get(name) or "") for name in ("From", "Sender", "Return-Path")]
     return {a.lower() for _, a in getaddresses(fields) if "@" in a}
 
-
-def _original(message: Message) -> Message | None:
-    """The returned message (or its headers), when the bounce encloses it as a part."""
-    for part in message.walk():
-        kind = part.get_content_type()
-        if kind not in _ORIGINAL_TYPES:
-            continue
-        payload = part.get_payload()
-        if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-            return payload[0]
-        data = part.get_payload(decode=True)
-        if isinstance(data, bytes):
-            return HeaderParser(policy=compat32).parsestr(bytes_text(header_block(data)))
-    return None
-
-
-def _message_ids(message: Message, original: Message | None) -> tuple[str, ...]:
-    """Most reliable first: the returned message's own Message-ID, one pasted into the
-    report, then the bounce's own references."""
-    ids: list[str] = []
-    if original is not None:
-        ids += re.findall(r"<[^<>\s]{1,500}>", str(original.get("Message-ID") or "")[:1000])
-    texts: list[str] = []
-    _collect_text(message, texts)
-    ids += _MESSAGE_ID.findall("\n".join(texts))[:10]
-    for name in ("In-Reply-To", "References"):
-        ids += re.findall(r"<[^<>\s]{1,500}>", str(message.get(name) or "")[:4096])
-    own = str(message.get("Message-ID") or "").strip()
-    return tuple(i for i in dict.fromkeys(ids) if i != own)[:20]
-
-
-def _header_text(headers: Message, name: str) -> str | None:
-    value = headers.get(name)
-    return " ".join(str(value).split()) if value is not None else None
