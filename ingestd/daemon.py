@@ -33,6 +33,7 @@ from ingestd.intake.smtp import SmtpService
 from ingestd.intake.sources.schedule import MailboxPollers, pulled_mailboxes
 from ingestd.metrics.exposition import Metrics
 from ingestd.metrics.state import StateCollector
+from ingestd.pids import pid_running
 from ingestd.pipeline.runner import Pipeline
 from ingestd.reload import RulesReloader
 from ingestd.systemd import Watchdog, sd_notify
@@ -218,14 +219,4 @@ def release_claims_of_dead_processes(engine: Engine) -> list[int]:
     me = os.getpid()
     with translated("release dead claims"), engine.begin() as conn:
         return queue.release_dead_claims(conn, socket.gethostname(),
-                                         lambda pid: pid != me and _pid_running(pid))
-
-
-def _pid_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: alive
-    return True
+                                         lambda pid: pid != me and pid_running(pid))

@@ -168,3 +168,28 @@ def test_health_and_metrics_on_their_own_listener(tmp_path: Path, sqlite_url: st
     assert status(api, "/api/inbox") == 401  # the API, asking for its token
     assert b"ingestd_pending_messages" in urllib.request.urlopen(
         f"http://127.0.0.1:{health}/metrics", timeout=10).read()
+
+
+def test_a_killed_daemons_metrics_directory_is_removed_by_the_next() -> None:
+    """kill -9 leaves the worker files behind; the next daemon removes those of dead pids
+    (and only those) and cleans its own at close."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from ingestd.metrics.exposition import Metrics
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = Path(tempfile.mkdtemp(prefix=f"ingestd-metrics-{dead}-"))
+    alive = Path(tempfile.mkdtemp(prefix=f"ingestd-metrics-{os.getpid()}-"))
+    try:
+        metrics = Metrics(worker_processes=True)
+        assert not stale.exists() and alive.exists()
+        assert metrics.directory is not None and metrics.directory.is_dir()
+        metrics.close()
+        assert not metrics.directory.exists()
+    finally:
+        for path in (stale, alive):
+            if path.exists():
+                path.rmdir()
