@@ -5,7 +5,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import ipaddress
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class _Frozen(BaseModel):
@@ -52,7 +57,23 @@ class SmtpSettings(_Frozen):
     # (and get their 250 or 451) before the daemon exits. Idle sessions get
     # 421 at once. Keep it below the unit's TimeoutStopSec.
     drain_seconds: float = Field(default=10, ge=0, le=300)
+    # Client networks (CIDR) that may connect; empty: any. Others get 554 5.7.1
+    # instead of the greeting and are closed before they hold a connection slot.
+    allowed_networks: tuple[Network, ...] = ()
 
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return value
+        networks = []
+        for item in value:
+            try:
+                # strict: "10.0.0.1/8" is more likely a typo than a wish for 10.0.0.0/8.
+                networks.append(ipaddress.ip_network(str(item).strip(), strict=True))
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not a network in CIDR form ({exc})") from exc
+        return tuple(networks)
 
     @model_validator(mode="after")
     def _deprecated_timeout(self) -> SmtpSettings:

@@ -10,6 +10,7 @@ Reply policy (each line is tested in tests/test_smtp_*.py):
 * the commit failed, or anything unexpected   → 451 4.3.0 with a generic text
 * the database did not commit in time         → 451 4.3.0 within ``database.reply_within_seconds``
 * committed                                   → 250 2.0.0 with the message's id
+* a client outside ``smtp.allowed_networks``  → 554 5.7.1 instead of the greeting, closed
 * stopping (SIGTERM): idle sessions           → 421 4.3.2 at once; sessions in DATA
   finish (250 or 451) within ``smtp.drain_seconds``, then hear 421 4.3.2
 """
@@ -27,6 +28,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from ingestd import __version__
 from ingestd.config.settings import SmtpSettings
 from ingestd.errors import IngestdError, ListenFailed
+from ingestd.intake.client_networks import ClientNetworks
 from ingestd.intake.commit import GroupCommitter
 from ingestd.intake.connection_limits import ConnectionLimits
 from ingestd.intake.data_reader import InflightBudget
@@ -212,6 +214,7 @@ async def start_smtp_server(
     """Listen on ``settings.host:settings.port`` in the running loop."""
     handler = IntakeHandler(settings, addresses, committer)
     limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_ip)
+    networks = ClientNetworks(settings.allowed_networks)
     budget = budget or InflightBudget(settings.max_inflight_bytes)
     loop = asyncio.get_running_loop()
 
@@ -231,6 +234,7 @@ async def start_smtp_server(
             data_timeout=settings.data_timeout_seconds,
             session_timeout=settings.session_timeout_seconds,
             budget=budget,
+            networks=networks,
             loop=loop,
         )
 

@@ -1,7 +1,7 @@
 """One SMTP session: aiosmtpd's SMTP with what ingestd adds to the protocol.
 
-Connection limits, the pregreet test, idle / DATA / session timeouts with
-421 4.4.2, the error count that ends a probing session, NUL in envelope
+Allowed client networks, connection limits, the pregreet test, idle / DATA /
+session timeouts with 421 4.4.2, the error count that ends a probing session, NUL in envelope
 addresses, DATA read by ``data_reader`` within the in-flight budget, a reply
 still written after a half-close, and ``shut()`` for the drain on SIGTERM.
 The message policy (recipients, the store) is ``IntakeHandler``'s, in smtp.py.
@@ -16,6 +16,7 @@ from typing import Any, AnyStr
 import structlog
 from aiosmtpd.smtp import MISSING, SMTP
 
+from ingestd.intake.client_networks import REPLY_NOT_ALLOWED, ClientNetworks
 from ingestd.intake.connection_limits import ConnectionLimits
 from ingestd.intake.data_reader import DataRead, InflightBudget, read_data
 from ingestd.metrics.counters import count_reply
@@ -76,8 +77,10 @@ class IngestSMTP(SMTP):
     def __init__(self, handler: Any, *, max_message_size: int, limits: ConnectionLimits,
                  sessions: Sessions, max_errors: int = 20, greet_delay: float = 0.0,
                  data_timeout: float = 1800.0, session_timeout: float = 3600.0,
-                 budget: InflightBudget | None = None, **kwargs: Any) -> None:
+                 budget: InflightBudget | None = None,
+                 networks: ClientNetworks | None = None, **kwargs: Any) -> None:
         self._limits = limits
+        self._networks = networks or ClientNetworks(())
         self._sessions = sessions
         self.in_data = False
         self._admitted_ip: str | None = None
@@ -107,6 +110,13 @@ class IngestSMTP(SMTP):
         if self._sessions.draining:
             # Accepted just before the listener closed: no session, no slot.
             transport.write(REPLY_SHUTTING_DOWN)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        if not self._networks.allows(ip):
+            # Before the limits: a client that may not send takes no slot.
+            emit(log.warning, "smtp.connection_refused", peer=ip,
+                 reason="not in smtp.allowed_networks")
+            transport.write(REPLY_NOT_ALLOWED % ip.encode("ascii", "replace"))  # type: ignore[attr-defined]
             transport.close()
             return
         if not self._limits.admit(ip):
