@@ -1,10 +1,11 @@
-"""STARTTLS with a configured certificate, over real sockets; the certificates come from a
-test CA (trustme)."""
+"""STARTTLS with a configured certificate (and its reload on SIGHUP), and allowed client
+networks, over real sockets; the certificates come from a test CA (trustme)."""
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+import signal
 import smtplib
 import ssl
 import subprocess
@@ -17,6 +18,9 @@ import pytest
 import trustme
 
 from tests.conftest import IN_CI, REPO, base_config, write_config
+from tests.support.logged_daemon import events, start_logged_daemon
+from tests.support.postgres import free_port
+from tests.support.waiting import wait_for
 from tests.test_drain import Session
 from tests.test_smtp_intake import BARE_LINE_END_CASES, SIMPLE, SMUGGLED_SECOND_MESSAGE
 
@@ -274,6 +278,49 @@ def _peer_certificate(port: int, ca: trustme.CA, session: TlsSession | None = No
     return certificate
 
 
+def test_sighup_loads_a_new_certificate_for_new_sessions(tmp_path: Path, ca: trustme.CA
+                                                         ) -> None:
+    first = issue(ca, tmp_path, "server")
+    renewed = issue(ca, subdir(tmp_path, "renewed"), "server")
+    other = issue(ca, tmp_path, "other")
+    config = base_config(f"sqlite:///{tmp_path}/ingestd.db")
+    config["smtp"].update(port=free_port(), tls=first.config())
+    daemon, _, log = start_logged_daemon(config, tmp_path, write_config)
+    port = config["smtp"]["port"]
+    try:
+        wait_for(lambda: daemon.poll() is not None or events(log, "daemon.ready"), 30,
+                 "the daemon ready")
+        assert daemon.poll() is None, log.read_text()
+        assert _peer_certificate(port, ca) == first.der
+        early = TlsSession(port)  # connected before the renewal: keeps the old certificate
+
+        # A renewal writes new contents under the same names.
+        shutil.copyfile(renewed.certificate_file, first.certificate_file)
+        shutil.copyfile(renewed.key_file, first.key_file)
+        daemon.send_signal(signal.SIGHUP)
+        reloaded = wait_for(lambda: events(log, "smtp.tls_reloaded"), 20, "the reload")
+        assert reloaded[0]["changed"] is True
+        assert _peer_certificate(port, ca) == renewed.der
+        assert _peer_certificate(port, ca, early) == first.der
+
+        # Other file names apply without a restart; a broken key keeps the served one.
+        config["smtp"]["tls"] = other.config()
+        other.key_file.write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n"
+                                  "-----END PRIVATE KEY-----\n")
+        write_config(tmp_path, config)
+        daemon.send_signal(signal.SIGHUP)
+        failed = wait_for(lambda: events(log, "smtp.tls_reload_failed"), 20, "the refusal")
+        assert failed[0]["level"] == "error"
+        assert str(other.key_file) in failed[0]["error"]
+        assert _peer_certificate(port, ca) == renewed.der
+        wait_for(lambda: len(events(log, "config.reloaded")) == 2, 20, "the second reload")
+        assert not events(log, "config.restart_needed")  # smtp.tls is reloadable
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+    assert daemon.returncode == 0, log.read_text()[-2000:]
+
+
 def test_an_unusable_certificate_stops_the_start(tmp_path: Path,
                                                  server_cert: ServerCert) -> None:
     server_cert.key_file.unlink()
@@ -299,3 +346,19 @@ def test_check_loads_the_certificate(tmp_path: Path, server_cert: ServerCert,
     server_cert.key_file.write_bytes(stranger.key_file.read_bytes())  # not this cert's key
     assert main(["check", "--config", str(path)]) == 78
     assert "smtp.tls:" in capsys.readouterr().err
+
+
+def test_merged_settings_takes_the_new_tls_block(tmp_path: Path, server_cert: ServerCert
+                                                 ) -> None:
+    from ingestd.config import load_settings
+    from ingestd.reload import merged_settings
+
+    config = base_config(f"sqlite:///{tmp_path}/ingestd.db")
+    old = load_settings(write_config(tmp_path, config))
+    config["smtp"]["tls"] = server_cert.config()
+    new = load_settings(write_config(tmp_path, config))
+    merged, _, waiting = merged_settings(old, new)
+    assert merged.smtp.tls == new.smtp.tls and waiting == []
+    config["smtp"]["max_connections"] = 7
+    _, _, waiting = merged_settings(old, load_settings(write_config(tmp_path, config)))
+    assert waiting == ["smtp"]

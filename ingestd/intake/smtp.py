@@ -29,7 +29,7 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from ingestd import __version__
-from ingestd.config.settings import SmtpSettings
+from ingestd.config.settings import IngestdSettings, SmtpSettings
 from ingestd.errors import IngestdError, ListenFailed
 from ingestd.intake.client_networks import ClientNetworks
 from ingestd.intake.commit import GroupCommitter
@@ -198,6 +198,10 @@ class SmtpService:
             raise ListenFailed(
                 f"cannot listen on {self._settings.host}:{self._settings.port}: "
                 f"{exc.strerror or exc}") from exc
+
+    def reload(self, settings: IngestdSettings) -> None:
+        """SIGHUP: re-read the certificate for the sessions that connect from now on."""
+        self.certificate.reload(settings.smtp.tls)
 
     async def stop(self) -> None:
         """Drain: no new connections; idle sessions 421 now; DATA finishes, then 421."""

@@ -1,7 +1,9 @@
-"""STARTTLS for the SMTP door: the server certificate.
+"""STARTTLS for the SMTP door: the server certificate, and its reload on SIGHUP.
 
-A session takes the TLS context current when it connects and keeps it to its end.
-A certificate that cannot be loaded at start-up stops the daemon.
+A session takes the TLS context current when it connects and keeps it to its end;
+a reload builds a new context for the sessions after it. A certificate that cannot
+be loaded at start-up stops the daemon; on a reload it keeps the old one (the
+renewal is half-written, or the key does not match yet) and says why.
 """
 
 from __future__ import annotations
@@ -68,10 +70,29 @@ def _leaf_fingerprint(pem: str) -> str:
 
 
 class ServerCertificate:
-    """The TLS a new session gets (None: no STARTTLS offered)."""
+    """The TLS a new session gets (None: no STARTTLS offered), replaced by ``reload``."""
 
     def __init__(self, settings: SmtpTlsSettings | None) -> None:
         self.current = load_server_tls(settings) if settings is not None else None
         if self.current is not None:
             emit(log.info, "smtp.tls_loaded", fingerprint=self.current.fingerprint,
                  certificate_file=str(settings.certificate_file) if settings else None)
+
+    def reload(self, settings: SmtpTlsSettings | None) -> bool:
+        """Re-read the files (also when their names did not change); False: old one kept."""
+        if settings is None:
+            if self.current is not None:
+                emit(log.warning, "smtp.tls_turned_off")
+            self.current = None
+            return True
+        try:
+            fresh = load_server_tls(settings)
+        except CertificateUnusable as exc:
+            emit(log.error, "smtp.tls_reload_failed", error=str(exc),
+                 kept=self.current.fingerprint if self.current else None)
+            return False
+        emit(log.info, "smtp.tls_reloaded", fingerprint=fresh.fingerprint,
+             changed=self.current is None or fresh.fingerprint != self.current.fingerprint,
+             certificate_file=str(settings.certificate_file))
+        self.current = fresh
+        return True
