@@ -107,7 +107,8 @@ async def run_until_stopped(
         # HTTP is bound before all of them, started last (its readiness reports SMTP)
         # and stopped first: no action starts while the rest shuts down.
         reloader = (RulesReloader(settings, load, [workers] if workers else [],
-                                  reload_requested or asyncio.Event(), pollers=pollers)
+                                  reload_requested or asyncio.Event(), pollers=pollers,
+                                  smtp=smtp)
                     if load is not None else None)
         starting: list[Service] = [committer, smtp, *([workers] if workers else []),
                                    *([pollers] if pollers else []), *listeners,

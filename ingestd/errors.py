@@ -125,6 +125,11 @@ class Problem:
         return f"{where}:{key} {self.reason}"
 
 
+class CertificateUnusable(PermanentError):
+    """The STARTTLS certificate or key is missing, unreadable, malformed, encrypted or
+    the two do not match."""
+
+
 class ProblemsError(PermanentError):
     """A file with one or more problems; ``problems`` lists them all."""
 

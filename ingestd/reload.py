@@ -9,7 +9,11 @@ problem. What a reload applies:
 * a mailbox's pull settings (``source``, ``enabled``, ``poll_interval``,
   ``import_since``, ``resync_lookback_days``, the ``imap`` / ``gmail`` /
   ``graph`` blocks) — from the mailbox's next poll; a poll under way ends
-  with the old ones.
+  with the old ones;
+* ``smtp.tls`` — the certificate and key files are read again on every reload,
+  also when their names did not change (a renewal writes new contents in place),
+  for the sessions that connect after it; files that cannot be loaded keep the old
+  certificate and log ``smtp.tls_reload_failed``.
 
 Everything else (listeners, the database, a mailbox's addresses or policies,
 mailboxes added or removed) needs a restart; a reload that finds such a
@@ -64,7 +68,9 @@ def merged_settings(old: IngestdSettings, new: IngestdSettings
         mailboxes.append(mailbox)
     if [m.name for m in new.mailboxes] != [m.name for m in old.mailboxes]:
         waiting.append("mailboxes (added, removed or reordered)")
-    merged = old.model_copy(update={"rules": new.rules, "mailboxes": tuple(mailboxes)})
+    smtp = old.smtp.model_copy(update={"tls": new.smtp.tls})
+    merged = old.model_copy(update={"rules": new.rules, "mailboxes": tuple(mailboxes),
+                                    "smtp": smtp})
     for key in type(old).model_fields:
         if key not in ("rules", "mailboxes") and getattr(merged, key) != getattr(new, key):
             waiting.append(key)
@@ -93,11 +99,12 @@ class RulesReloader:
     def __init__(self, settings: IngestdSettings, load: Callable[[], IngestdSettings],
                  targets: list[Reloadable], requested: asyncio.Event,
                  watch_every: float = _WATCH_EVERY,
-                 pollers: Reloadable | None = None) -> None:
+                 pollers: Reloadable | None = None, smtp: Reloadable | None = None) -> None:
         self.settings = settings
         self._load = load
         self._targets = targets  # take new rules
         self._pollers = pollers  # take new pull settings
+        self._smtp = smtp  # re-reads its certificate on every reload
         self._requested = requested
         self._watch_every = watch_every
         self._task: asyncio.Task[None] | None = None
@@ -147,6 +154,8 @@ class RulesReloader:
                 target.reload(settings)
         if pulls_changed and self._pollers is not None:
             self._pollers.reload(settings)
+        if self._smtp is not None:
+            self._smtp.reload(settings)
         self.settings = settings
         log.info("config.reloaded", why=why, rules=len(new_names),
                  added=[n for n in new_names if n not in old_names],

@@ -125,15 +125,21 @@ def test_long_lines_are_accepted(daemon: Any) -> None:
     assert bytes(rows[0].raw) == message
 
 
-@pytest.mark.parametrize(
-    "bad",
-    [
+# Also sent inside a TLS session by tests/test_smtp_tls.py.
+BARE_LINE_END_CASES = {
+    "bare-lf-in-header":
         b"From: a@b.example\r\nSubject: hi\nFrom: evil@evil.example\r\n\r\nbody\r\n",
-        b"From: a@b.example\r\nSubject: hi\r\n\r\nbody\rmore\r\n",
-        b"From: a@b.example\r\n\r\nbody\n.\nMAIL FROM:<x@y>\r\n",
-    ],
-    ids=["bare-lf-in-header", "bare-cr-in-body", "smuggling-probe"],
+    "bare-cr-in-body": b"From: a@b.example\r\nSubject: hi\r\n\r\nbody\rmore\r\n",
+    "smuggling-probe": b"From: a@b.example\r\n\r\nbody\n.\nMAIL FROM:<x@y>\r\n",
+}
+SMUGGLED_SECOND_MESSAGE = (
+    b"From: a@b.example\r\nSubject: one\r\n\r\nbody\n.\r\n"
+    b"MAIL FROM:<ceo@bank.example>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n"
+    b"From: ceo@bank.example\r\n\r\nsmuggled\r\n"
 )
+
+
+@pytest.mark.parametrize("bad", BARE_LINE_END_CASES.values(), ids=BARE_LINE_END_CASES.keys())
 def test_bare_cr_or_lf_is_refused(daemon: Any, bad: bytes) -> None:
     """DATA with a bare CR or LF gets 550 5.6.0 and nothing is stored."""
     with smtplib.SMTP("127.0.0.1", daemon.port, timeout=10) as client:
@@ -153,18 +159,13 @@ def test_bare_cr_or_lf_is_refused(daemon: Any, bad: bytes) -> None:
 
 def test_smuggled_second_message_is_not_split(daemon: Any) -> None:
     """An LF-dot-CRLF sequence does not end DATA: no second transaction appears."""
-    payload = (
-        b"From: a@b.example\r\nSubject: one\r\n\r\nbody\n.\r\n"
-        b"MAIL FROM:<ceo@bank.example>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n"
-        b"From: ceo@bank.example\r\n\r\nsmuggled\r\n"
-    )
     with smtplib.SMTP("127.0.0.1", daemon.port, timeout=10) as client:
         client.ehlo()
         client.mail("alice@acme.example")
         client.rcpt("support@example.com")
         client.putcmd("data")
         assert client.getreply()[0] == 354
-        client.send(payload + b".\r\n")
+        client.send(SMUGGLED_SECOND_MESSAGE + b".\r\n")
         code, _ = client.getreply()
         assert code == 550
     assert daemon.rows() == []

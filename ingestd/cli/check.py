@@ -18,6 +18,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def check(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    if settings.smtp.tls is not None:
+        # What `run` would stop on, found before a restart.
+        from ingestd.errors import CertificateUnusable
+        from ingestd.intake.smtp_tls import load_server_tls
+
+        try:
+            load_server_tls(settings.smtp.tls)
+        except CertificateUnusable as exc:
+            raise CommandFailed(exits.CONFIG, f"smtp.tls: {exc}") from exc
     if args.strict and settings.rules:
         from ingestd.db.errors import translated
         from ingestd.rules.references import unknown_references

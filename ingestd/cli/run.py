@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ingestd.cli import exits
 from ingestd.cli.common import CommandFailed, add_config_option, settings_from
-from ingestd.errors import ListenFailed, SchemaOutdated, StorageUnavailable
+from ingestd.errors import CertificateUnusable, ListenFailed, SchemaOutdated, StorageUnavailable
 
 if TYPE_CHECKING:
     from ingestd.config.settings import IngestdSettings
@@ -42,6 +42,8 @@ def run_daemon(settings: IngestdSettings, pipeline: Pipeline | None = None,
         asyncio.run(_serve(settings, pipeline, load))
     except SchemaOutdated as exc:
         raise CommandFailed(exits.CONFIG, str(exc)) from exc
+    except CertificateUnusable as exc:
+        raise CommandFailed(exits.CONFIG, f"smtp.tls: {exc}") from exc
     except ListenFailed as exc:
         raise CommandFailed(exits.UNAVAILABLE, str(exc)) from exc
     except StorageUnavailable as exc:

@@ -5,11 +5,41 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from ingestd.config.pulls import resolved
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SmtpTlsSettings(_Frozen):
+    """STARTTLS: the server certificate (PEM, leaf first, then intermediates) and its key.
+
+    Both files are read at start-up and again on every reload (SIGHUP), so a renewed
+    certificate needs no restart; relative paths are relative to the configuration file.
+    """
+
+    certificate_file: Path
+    key_file: Path
+    # False (the default), as an MX must: MTAs that do not do TLS still deliver in
+    # clear. True refuses mail commands before STARTTLS (530 5.7.0), for a port only
+    # known relays use.
+    require_starttls: bool = False
+
+    @field_validator("certificate_file", "key_file")
+    @classmethod
+    def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
+        path = resolved(value, info)
+        assert path is not None
+        return path
 
 
 class SmtpSettings(_Frozen):
@@ -52,7 +82,25 @@ class SmtpSettings(_Frozen):
     # (and get their 250 or 451) before the daemon exits. Idle sessions get
     # 421 at once. Keep it below the unit's TimeoutStopSec.
     drain_seconds: float = Field(default=10, ge=0, le=300)
+    # None: no STARTTLS offered.
+    tls: SmtpTlsSettings | None = None
+    # Client networks (CIDR) that may connect; empty: any. Others get 554 5.7.1
+    # instead of the greeting and are closed before they hold a connection slot.
+    allowed_networks: tuple[Network, ...] = ()
 
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return value
+        networks = []
+        for item in value:
+            try:
+                # strict: "10.0.0.1/8" is more likely a typo than a wish for 10.0.0.0/8.
+                networks.append(ipaddress.ip_network(str(item).strip(), strict=True))
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not a network in CIDR form ({exc})") from exc
+        return tuple(networks)
 
     @model_validator(mode="after")
     def _deprecated_timeout(self) -> SmtpSettings:

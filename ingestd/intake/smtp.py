@@ -10,6 +10,10 @@ Reply policy (each line is tested in tests/test_smtp_*.py):
 * the commit failed, or anything unexpected   → 451 4.3.0 with a generic text
 * the database did not commit in time         → 451 4.3.0 within ``database.reply_within_seconds``
 * committed                                   → 250 2.0.0 with the message's id
+* a client outside ``smtp.allowed_networks``  → 554 5.7.1 instead of the greeting, closed
+* with ``smtp.tls``: STARTTLS offered; with ``require_starttls`` mail commands before
+  it                                          → 530 5.7.0
+* AUTH (never offered: the port takes mail from MTAs, as an MX does) → 502 5.5.1
 * stopping (SIGTERM): idle sessions           → 421 4.3.2 at once; sessions in DATA
   finish (250 or 451) within ``smtp.drain_seconds``, then hear 421 4.3.2
 """
@@ -22,17 +26,19 @@ import time
 from typing import Any
 
 import structlog
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 
 from ingestd import __version__
-from ingestd.config.settings import SmtpSettings
+from ingestd.config.settings import IngestdSettings, SmtpSettings
 from ingestd.errors import IngestdError, ListenFailed
+from ingestd.intake.client_networks import ClientNetworks
 from ingestd.intake.commit import GroupCommitter
 from ingestd.intake.connection_limits import ConnectionLimits
 from ingestd.intake.data_reader import InflightBudget
 from ingestd.intake.files import looks_like_mail
 from ingestd.intake.recipients import MailboxAddresses
 from ingestd.intake.smtp_session import IngestSMTP, Sessions, emit
+from ingestd.intake.smtp_tls import ServerCertificate
 from ingestd.intake.source import Source
 
 log = structlog.get_logger("ingestd.smtp")
@@ -68,6 +74,12 @@ class IntakeHandler:
         self._addresses = addresses
         self._committer = committer
         self._source = SmtpSource()
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        # aiosmtpd offers AUTH once TLS is up; there is no SMTP AUTH here.
+        session.host_name = hostname
+        return [line for line in responses if not line[4:].upper().startswith("AUTH")]
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -125,6 +137,13 @@ class IntakeHandler:
         return f"250 2.0.0 OK queued as {message_id}"
 
     async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # A client that cannot agree on TLS (old, or a scanner): its problem,
+            # not ours; aiosmtpd closes the connection without a reply.
+            cause = error.__cause__
+            emit(log.info, "smtp.starttls_failed",
+                 error=str(cause) if cause is not None else type(error).__name__)
+            return "454 4.7.0 TLS not available due to temporary reason"
         # Backstop for failures outside our hooks; aiosmtpd would answer a 500
         # carrying the exception text.
         emit(log.error, "smtp.internal_error", error=type(error).__name__)
@@ -155,6 +174,8 @@ class SmtpService:
         self._addresses = addresses
         self._committer = committer
         self._sessions = Sessions()
+        # Loaded when the service is made: a bad certificate stops the start-up.
+        self.certificate = ServerCertificate(settings.tls)
         self._server: asyncio.Server | None = None
         # Message bytes all sessions hold, against smtp.max_inflight_bytes (and /metrics).
         self.budget = InflightBudget(settings.max_inflight_bytes)
@@ -171,11 +192,16 @@ class SmtpService:
     async def start(self) -> None:
         try:
             self._server = await start_smtp_server(
-                self._settings, self._addresses, self._committer, self._sessions, self.budget)
+                self._settings, self._addresses, self._committer, self._sessions, self.budget,
+                self.certificate)
         except OSError as exc:
             raise ListenFailed(
                 f"cannot listen on {self._settings.host}:{self._settings.port}: "
                 f"{exc.strerror or exc}") from exc
+
+    def reload(self, settings: IngestdSettings) -> None:
+        """SIGHUP: re-read the certificate for the sessions that connect from now on."""
+        self.certificate.reload(settings.smtp.tls)
 
     async def stop(self) -> None:
         """Drain: no new connections; idle sessions 421 now; DATA finishes, then 421."""
@@ -208,14 +234,19 @@ async def start_smtp_server(
     committer: GroupCommitter,
     sessions: Sessions,
     budget: InflightBudget | None = None,
+    certificate: ServerCertificate | None = None,
 ) -> asyncio.Server:
     """Listen on ``settings.host:settings.port`` in the running loop."""
     handler = IntakeHandler(settings, addresses, committer)
     limits = ConnectionLimits(settings.max_connections, settings.max_connections_per_ip)
+    networks = ClientNetworks(settings.allowed_networks)
+    certificate = certificate or ServerCertificate(settings.tls)
     budget = budget or InflightBudget(settings.max_inflight_bytes)
     loop = asyncio.get_running_loop()
 
     def factory() -> IngestSMTP:
+        # The certificate current now, for this session's whole life.
+        tls = certificate.current
         return IngestSMTP(
             handler,
             max_message_size=settings.max_message_size,
@@ -231,6 +262,9 @@ async def start_smtp_server(
             data_timeout=settings.data_timeout_seconds,
             session_timeout=settings.session_timeout_seconds,
             budget=budget,
+            networks=networks,
+            tls_context=tls.context if tls is not None else None,
+            require_starttls=tls.require_starttls if tls is not None else False,
             loop=loop,
         )
 

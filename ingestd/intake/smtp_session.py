@@ -1,9 +1,10 @@
 """One SMTP session: aiosmtpd's SMTP with what ingestd adds to the protocol.
 
-Connection limits, the pregreet test, idle / DATA / session timeouts with
-421 4.4.2, the error count that ends a probing session, NUL in envelope
-addresses, DATA read by ``data_reader`` within the in-flight budget, a reply
-still written after a half-close, and ``shut()`` for the drain on SIGTERM.
+Allowed client networks, connection limits, the pregreet test, idle / DATA /
+session timeouts with 421 4.4.2, the error count that ends a probing session,
+NUL in envelope addresses, DATA read by ``data_reader`` within the in-flight
+budget, a reply still written after a half-close, ``shut()`` for the drain on
+SIGTERM, the second ``connection_made`` that STARTTLS brings, and no AUTH.
 The message policy (recipients, the store) is ``IntakeHandler``'s, in smtp.py.
 """
 
@@ -16,6 +17,7 @@ from typing import Any, AnyStr
 import structlog
 from aiosmtpd.smtp import MISSING, SMTP
 
+from ingestd.intake.client_networks import REPLY_NOT_ALLOWED, ClientNetworks
 from ingestd.intake.connection_limits import ConnectionLimits
 from ingestd.intake.data_reader import DataRead, InflightBudget, read_data
 from ingestd.metrics.counters import count_reply
@@ -31,11 +33,14 @@ REPLY_OVER_BUDGET = (
 REPLY_TOO_MANY_ERRORS = "421 4.7.0 Too many errors in this session, closing connection"
 REPLY_NUL_SENDER = "501 5.1.7 NUL is not allowed in an address"
 REPLY_NUL_RECIPIENT = "501 5.1.3 NUL is not allowed in an address"
+REPLY_NO_AUTH = "502 5.5.1 AUTH not available: this port takes mail from MTAs"
 
 # aiosmtpd's own replies that lack an enhanced status code, rewritten on the way out.
 _REWRITES = {
     "552 Error: message size exceeds fixed maximum message size": REPLY_TOO_BIG,
     "552 Error: Too much mail data": REPLY_TOO_BIG,
+    "530 Must issue a STARTTLS command first": "530 5.7.0 Must issue a STARTTLS command first",
+    "454 TLS not available": "454 4.7.0 TLS not available",
 }
 
 
@@ -76,8 +81,10 @@ class IngestSMTP(SMTP):
     def __init__(self, handler: Any, *, max_message_size: int, limits: ConnectionLimits,
                  sessions: Sessions, max_errors: int = 20, greet_delay: float = 0.0,
                  data_timeout: float = 1800.0, session_timeout: float = 3600.0,
-                 budget: InflightBudget | None = None, **kwargs: Any) -> None:
+                 budget: InflightBudget | None = None,
+                 networks: ClientNetworks | None = None, **kwargs: Any) -> None:
         self._limits = limits
+        self._networks = networks or ClientNetworks(())
         self._sessions = sessions
         self.in_data = False
         self._admitted_ip: str | None = None
@@ -102,11 +109,24 @@ class IngestSMTP(SMTP):
         reader._limit = _COMMAND_BUFFER  # type: ignore[attr-defined]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._started:
+            # The TLS layer's, once STARTTLS's handshake is done: the same client
+            # and slot. aiosmtpd forgets the session (RFC 3207 4.2) and drops what
+            # was pipelined in clear after STARTTLS (the CVE-2011-0411 class).
+            super().connection_made(transport)
+            return
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         if self._sessions.draining:
             # Accepted just before the listener closed: no session, no slot.
             transport.write(REPLY_SHUTTING_DOWN)  # type: ignore[attr-defined]
+            transport.close()
+            return
+        if not self._networks.allows(ip):
+            # Before the limits: a client that may not send takes no slot.
+            emit(log.warning, "smtp.connection_refused", peer=ip,
+                 reason="not in smtp.allowed_networks")
+            transport.write(REPLY_NOT_ALLOWED % ip.encode("ascii", "replace"))  # type: ignore[attr-defined]
             transport.close()
             return
         if not self._limits.admit(ip):
@@ -202,6 +222,11 @@ class IngestSMTP(SMTP):
             self._stop_timer(which)
         if self._started:
             super().connection_lost(error)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        # Never offered (see IntakeHandler.handle_EHLO): with TLS up, aiosmtpd
+        # would otherwise start an exchange no authenticator can complete.
+        await self.push(REPLY_NO_AUTH)
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         if arg is not None and "\x00" in arg:
