@@ -95,8 +95,11 @@ async def run_until_stopped(
             on_commit=workers.notify if workers is not None else None,
         )
         smtp = SmtpService(settings.smtp, MailboxAddresses.from_settings(settings), committer)
-        metrics.add_state(StateCollector(engine, settings,
-                                         lambda: (smtp.budget.used, smtp.budget.limit)))
+        # Its own connection: /metrics needs no token and must never hold intake's.
+        metrics_engine = make_engine(settings.database, pool_size=1)
+        metrics.add_state(StateCollector(
+            metrics_engine, lambda: reloader.settings if reloader is not None else settings,
+            lambda: (smtp.budget.used, smtp.budget.limit)))
         http, health = _http(settings, smtp, metrics) if settings.http.enabled else (None, None)
         listeners = [s for s in (http, health) if s is not None]
         pollers = (MailboxPollers(settings, on_stored=workers.notify if workers else None)
@@ -155,6 +158,7 @@ async def run_until_stopped(
                     listener.close()  # its socket (and the API's engine)
             await watchdog.stop()
             metrics.close()
+            metrics_engine.dispose()
             log.info("daemon.stopped")
     finally:
         engine.dispose()

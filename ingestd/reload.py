@@ -33,6 +33,7 @@ import structlog
 from ingestd.config.pulls import PullSettings
 from ingestd.config.settings import IngestdSettings
 from ingestd.errors import ConfigError, first_line
+from ingestd.intake.sources.schedule import pulled_mailboxes
 
 log = structlog.get_logger("ingestd.reload")
 
@@ -146,6 +147,9 @@ class RulesReloader:
         old_names = [r.name for r in self.settings.rules]
         new_names = [r.name for r in new.rules]
         settings, pulls_changed, waiting = merged_settings(self.settings, new)
+        if pulls_changed and self._pollers is None and pulled_mailboxes(settings):
+            # No pulled mailbox was polled at start: nothing here can start polling.
+            waiting.append("mailboxes (the first pulled mailbox to poll)")
         if waiting:
             log.warning("config.restart_needed", why=why, keys=waiting,
                         detail="these changed and apply only after a restart")

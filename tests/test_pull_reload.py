@@ -78,3 +78,32 @@ def test_merged_settings_takes_only_what_a_reload_may_change(tmp_path: Path,
     assert merged.mailboxes[0].addresses == old.mailboxes[0].addresses
     assert merged.database == old.database
     assert waiting == ["mailboxes.support", "database"]
+
+
+def test_enabling_the_first_pulled_mailbox_is_named_as_needing_a_restart(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """With no mailbox polled at start there is no poller to take it: the reload says so
+    rather than claiming the change was applied. (Found by review.)"""
+    import asyncio
+
+    from structlog.testing import capture_logs
+
+    from ingestd.config import load_settings
+    from ingestd.reload import RulesReloader
+    from tests.processing_env import processing_config
+
+    secret = tmp_path / "imap.pass"
+    secret.write_text("x")
+    config = processing_config(sqlite_url)
+    config["mailboxes"].append({
+        "name": "later", "addresses": ["later@example.com"], "source": "imap",
+        "enabled": False, "imap": {"host": "127.0.0.1", "username": "u",
+                                   "password_file": str(secret), "tls": "none"}})
+    old = load_settings(write_config(tmp_path, config))
+    config["mailboxes"][-1]["enabled"] = True
+    new = load_settings(write_config(tmp_path, config))
+    reloader = RulesReloader(old, lambda: new, [], asyncio.Event(), pollers=None)
+    with capture_logs() as logs:
+        assert asyncio.run(reloader.reload("SIGHUP"))
+    waiting = [e for e in logs if e["event"] == "config.restart_needed"]
+    assert waiting and "mailboxes (the first pulled mailbox to poll)" in waiting[0]["keys"]

@@ -362,3 +362,46 @@ def test_merged_settings_takes_the_new_tls_block(tmp_path: Path, server_cert: Se
     config["smtp"]["max_connections"] = 7
     _, _, waiting = merged_settings(old, load_settings(write_config(tmp_path, config)))
     assert waiting == ["smtp"]
+
+
+def _greeted(port: int) -> bool:
+    """A new client is greeted (220), not turned away for lack of a slot."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        return sock.recv(200).startswith(b"220")
+
+
+def _to_starttls(port: int) -> Session:
+    session = Session(port)
+    assert session.command(b"EHLO x").startswith(b"250")
+    assert session.command(b"STARTTLS").startswith(b"220")
+    return session
+
+
+def test_a_stalled_handshake_ends_at_the_idle_timeout_and_frees_its_slot(
+        start_daemon: Any, tmp_path: Path, server_cert: ServerCert) -> None:
+    """STARTTLS, then no ClientHello: the connection is dropped at the idle timeout and its
+    slot (the only one) is free again. (Found by review: Python's TLS layer never reported
+    the connection lost, so the slot was held for good.)"""
+    daemon = tls_daemon(start_daemon, tmp_path, tls=server_cert.config(),
+                        max_connections=1, max_connections_per_ip=1,
+                        idle_timeout_seconds=1, session_timeout_seconds=2)
+    session = _to_starttls(daemon.port)
+    session.sock.settimeout(10)
+    assert session.sock.recv(100) == b""  # closed by the server, well before 10 s
+    session.sock.close()
+    assert wait_for(lambda: _greeted(daemon.port), 10, "the slot freed")
+
+
+@pytest.mark.parametrize("client", ["hangs up", "sends garbage"])
+def test_a_failed_handshake_frees_its_slot(start_daemon: Any, tmp_path: Path,
+                                           server_cert: ServerCert, client: str) -> None:
+    daemon = tls_daemon(start_daemon, tmp_path, tls=server_cert.config(),
+                        max_connections=2, max_connections_per_ip=2)
+    for _ in range(3):
+        session = _to_starttls(daemon.port)
+        if client == "sends garbage":
+            session.sock.sendall(b"this is not a TLS ClientHello\r\n" * 4)
+        session.sock.close()
+        assert wait_for(lambda: _greeted(daemon.port), 10, "a slot free")

@@ -20,7 +20,7 @@ from aiosmtpd.smtp import MISSING, SMTP
 from ingestd.intake.client_networks import REPLY_NOT_ALLOWED, ClientNetworks
 from ingestd.intake.connection_limits import ConnectionLimits
 from ingestd.intake.data_reader import DataRead, InflightBudget, read_data
-from ingestd.metrics.counters import count_reply
+from ingestd.metrics.counters import count_reply, count_reply_bytes
 
 log = structlog.get_logger("ingestd.smtp")
 
@@ -100,6 +100,8 @@ class IngestSMTP(SMTP):
         self._data_timeout = data_timeout
         self._session_timeout = session_timeout
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # Between STARTTLS's 220 and the end of its handshake.
+        self._handshaking = False
         self._budget = budget or InflightBudget(256 * 1024 * 1024)
         super().__init__(handler, data_size_limit=max_message_size, **kwargs)
 
@@ -113,6 +115,7 @@ class IngestSMTP(SMTP):
             # The TLS layer's, once STARTTLS's handshake is done: the same client
             # and slot. aiosmtpd forgets the session (RFC 3207 4.2) and drops what
             # was pipelined in clear after STARTTLS (the CVE-2011-0411 class).
+            self._handshaking = False
             super().connection_made(transport)
             return
         peer = transport.get_extra_info("peername")
@@ -120,6 +123,7 @@ class IngestSMTP(SMTP):
         if self._sessions.draining:
             # Accepted just before the listener closed: no session, no slot.
             transport.write(REPLY_SHUTTING_DOWN)  # type: ignore[attr-defined]
+            count_reply_bytes(REPLY_SHUTTING_DOWN)
             transport.close()
             return
         if not self._networks.allows(ip):
@@ -127,12 +131,14 @@ class IngestSMTP(SMTP):
             emit(log.warning, "smtp.connection_refused", peer=ip,
                  reason="not in smtp.allowed_networks")
             transport.write(REPLY_NOT_ALLOWED % ip.encode("ascii", "replace"))  # type: ignore[attr-defined]
+            count_reply_bytes(REPLY_NOT_ALLOWED % ip.encode("ascii", "replace"))
             transport.close()
             return
         if not self._limits.admit(ip):
             # Refused before aiosmtpd sees the connection: no session, no greeting.
             emit(log.warning, "smtp.connection_refused", peer=ip, reason="too many connections")
             transport.write(REPLY_TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
+            count_reply_bytes(REPLY_TOO_MANY_CONNECTIONS)
             transport.close()
             return
         self._admitted_ip = ip
@@ -162,15 +168,42 @@ class IngestSMTP(SMTP):
         if handle is not None:
             handle.cancel()
 
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        self._handshaking = self.tls_context is not None and not arg
+        try:
+            await super().smtp_STARTTLS(arg)
+        finally:
+            if self._handshaking and self._tls_protocol is not None:
+                # The handshake ended without the TLS layer ever connecting (a
+                # timeout closed it mid-way): Python's sslproto then never tells
+                # us the connection is lost, so the slot would be held for good.
+                self._drop()
+            self._handshaking = False
+
+    def _drop(self) -> None:
+        """End a connection whose TLS handshake is under way: nothing can be said in it."""
+        self._handshaking = False
+        if isinstance(self._raw_transport, asyncio.Transport):
+            self._raw_transport.abort()
+        elif self._raw_transport is not None:
+            self._raw_transport.close()
+        self.connection_lost(None)
+
     def _timed_out(self, which: str) -> None:
         """End the session with 421 4.4.2 (RFC 5321 3.8), whatever it was doing."""
         self._timers.pop(which, None)
+        if self._handshaking:
+            emit(log.info, "smtp.timeout", peer=self._admitted_ip, which=which,
+                 in_data=False, during="tls handshake")
+            self._drop()
+            return
         transport = self.transport
         if transport is None or transport.is_closing():
             return
         emit(log.info, "smtp.timeout", peer=self._admitted_ip, which=which,
               in_data=self.in_data)
         transport.write(REPLY_TIMEOUT % which.capitalize().encode())  # type: ignore[attr-defined]
+        count_reply_bytes(REPLY_TIMEOUT % which.capitalize().encode())
         transport.close()
 
     def _timeout_cb(self) -> None:
@@ -188,6 +221,7 @@ class IngestSMTP(SMTP):
             self._cancel_greeting()
             if self._raw_transport is not None:
                 self._raw_transport.write(REPLY_PREGREET)  # type: ignore[attr-defined]
+                count_reply_bytes(REPLY_PREGREET)
                 self._raw_transport.close()
             return
         super().data_received(data)
@@ -287,9 +321,13 @@ class IngestSMTP(SMTP):
     def shut(self) -> None:
         """Say 421 4.3.2 and close (RFC 5321 3.8: the client retries later)."""
         self._cancel_greeting()
+        if self._handshaking:
+            self._drop()
+            return
         transport = self.transport or self._raw_transport
         if transport is not None and not transport.is_closing():
             transport.write(REPLY_SHUTTING_DOWN)  # type: ignore[attr-defined]
+            count_reply_bytes(REPLY_SHUTTING_DOWN)
             transport.close()
 
     async def push(self, status: AnyStr) -> None:
@@ -297,7 +335,8 @@ class IngestSMTP(SMTP):
             status = _REWRITES.get(status, status)
         await super().push(status)
         text = status if isinstance(status, str) else status.decode("ascii", "replace")
-        count_reply(text)
+        if text[3:4] != "-":  # a multi-line reply is one reply: counted at its last line
+            count_reply(text)
         if text[:1] == "5" and self._max_errors:
             # Refused recipients, unknown commands, bad sequences: a client that
             # keeps failing is probing or broken; it is cut off, not answered forever.
@@ -306,4 +345,5 @@ class IngestSMTP(SMTP):
                 emit(log.warning, "smtp.too_many_errors", peer=self._admitted_ip,
                       errors=self.errors)
                 await super().push(REPLY_TOO_MANY_ERRORS)
+                count_reply(REPLY_TOO_MANY_ERRORS)
                 self.transport.close()

@@ -30,3 +30,8 @@ def count_received(rows: Iterable[Mapping[str, Any]]) -> None:
 def count_reply(reply: str) -> None:
     code = reply[:3]
     SMTP_REPLIES.labels(code if code.isdigit() else "other").inc()
+
+
+def count_reply_bytes(reply: bytes) -> None:
+    """A reply written straight to the socket (refusals, timeouts, shutdown)."""
+    count_reply(reply.decode("ascii", "replace"))

@@ -3,6 +3,8 @@ PostgreSQL) and from the daemon's memory budget."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
@@ -21,24 +23,42 @@ MAILBOX_STATUSES = ("pending", "ok", "error", "needs_reauth")
 
 
 class StateCollector(Collector):
-    """Backlog, quarantine, pulled mailboxes and bytes in flight, as they are now."""
+    """Backlog, quarantine, pulled mailboxes and bytes in flight, as they are now.
 
-    def __init__(self, engine: sa.Engine, settings: IngestdSettings,
-                 in_flight: Callable[[], tuple[int, int]] | None = None) -> None:
+    ``engine`` should be the collector's own (one connection): /metrics needs no
+    token, and scrapes must never take the connections SMTP intake answers with.
+    Scrapes take turns, and one within ``cache_seconds`` of the last reuses its
+    database figures, so a flood of scrapes costs one query at a time.
+    """
+
+    def __init__(self, engine: sa.Engine, settings: Callable[[], IngestdSettings],
+                 in_flight: Callable[[], tuple[int, int]] | None = None,
+                 cache_seconds: float = 1.0) -> None:
         self._engine = engine
-        self._settings = settings
+        self._settings = settings  # the current ones (a reload may change mailboxes)
         self._in_flight = in_flight  # (bytes held, budget)
+        self._cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Metric]] | None = None
 
     def collect(self) -> Iterator[Metric]:
         yield from self._budget()
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self._cache_seconds:
+                self._cached = (now, self._read())
+            figures = self._cached[1]
+        yield from figures
+
+    def _read(self) -> list[Metric]:
         try:
-            yield from self._database()
-        except Exception as exc:
+            return list(self._database())
+        except Exception as exc:  # a scrape must answer while the database is away
             log.warning("metrics.database_unavailable", error=type(exc).__name__,
                         detail=str(exc)[:200])
             up = GaugeMetricFamily("ingestd_database_up", "The database answered this scrape")
             up.add_metric([], 0)
-            yield up
+            return [up]
 
     def _budget(self) -> Iterator[Metric]:
         if self._in_flight is None:
@@ -82,7 +102,7 @@ class StateCollector(Collector):
         yield from self._mailboxes(states)
 
     def _mailboxes(self, states: dict[str, Any]) -> Iterator[Metric]:
-        pulled = [m for m in self._settings.mailboxes if m.pulled]
+        pulled = [m for m in self._settings().mailboxes if m.pulled]
         if not pulled:
             return
         status = GaugeMetricFamily("ingestd_mailbox_status",

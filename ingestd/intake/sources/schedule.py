@@ -70,7 +70,8 @@ class MailboxPollers:
                 log.info("mailbox.disabled", mailbox=mailbox.name, source=mailbox.source)
         if not mailboxes:
             return
-        parallel = min(len(mailboxes), _MAX_PARALLEL)
+        # Sized for every pulled mailbox, enabled or not: SIGHUP may enable one.
+        parallel = min(len([m for m in self._settings.mailboxes if m.pulled]), _MAX_PARALLEL)
         self._engine = make_engine(self._settings.database, pool_size=parallel + 1)
         self._executor = concurrent.futures.ThreadPoolExecutor(parallel,
                                                                thread_name_prefix="poll")
