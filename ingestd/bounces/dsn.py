@@ -76,7 +76,8 @@ def dsn_recipients(text: str) -> tuple[list[FailedRecipient], bool]:
         if all(r.address != address for r in failed):
             # The status class decides hard / soft, also for "Action: failed"
             # with a 4.x.x: what a 4.x.x means for the address is temporary.
-            failed.append(FailedRecipient(address, status))
+            # "expired" (SendGrid and others): the MTA gave up, whatever the class.
+            failed.append(FailedRecipient(address, status, final=action == "expired"))
     return failed, seen
 
 

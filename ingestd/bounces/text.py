@@ -39,7 +39,8 @@ _REPLY_CODE = re.compile(r"(?<![\w.#])([45])[0-5]\d(?=[ -][^\d]|$)", re.MULTILIN
 _GAVE_UP = re.compile(
     r"permanent (?:error|failure|fatal)|not going to try again|(?:gave|given) up|"
     r"retry time(?:out)? (?:exceeded|not reached)|too long in (?:the )?queue|"
-    r"queue too long|delivery time expired|message expired|has expired", re.IGNORECASE)
+    r"queue too long|delivery time expired|message expired|has expired|"
+    r"could not be delivered|returned below", re.IGNORECASE)
 _SOFT_WORDS = re.compile(
     r"temporar|delay|deferr|will (?:be )?retr|retry|try(?:ing)? again|still trying|"
     r"not yet been delivered|has not been delivered yet|queued", re.IGNORECASE)
