@@ -11,7 +11,6 @@ The message policy (recipients, the store) is ``IntakeHandler``'s, in smtp.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any, AnyStr
 
 import structlog
@@ -20,43 +19,26 @@ from aiosmtpd.smtp import MISSING, SMTP
 from ingestd.intake.client_networks import REPLY_NOT_ALLOWED, ClientNetworks
 from ingestd.intake.connection_limits import ConnectionLimits
 from ingestd.intake.data_reader import DataRead, InflightBudget, read_data
+from ingestd.intake.smtp_replies import (
+    REPLY_NO_AUTH,
+    REPLY_NUL_RECIPIENT,
+    REPLY_NUL_SENDER,
+    REPLY_OVER_BUDGET,
+    REPLY_PREGREET,
+    REPLY_SHUTTING_DOWN,
+    REPLY_TIMEOUT,
+    REPLY_TOO_BIG,
+    REPLY_TOO_MANY_CONNECTIONS,
+    REPLY_TOO_MANY_ERRORS,
+    REWRITES,
+    emit,
+)
 from ingestd.metrics.counters import count_reply, count_reply_bytes
 
 log = structlog.get_logger("ingestd.smtp")
 
-REPLY_TOO_BIG = "552 5.3.4 Message size exceeds the fixed maximum message size"
-REPLY_SHUTTING_DOWN = b"421 4.3.2 Service shutting down, please try again later\r\n"
-REPLY_PREGREET = b"421 4.7.0 Talked before the greeting, closing connection\r\n"
-REPLY_TIMEOUT = b"421 4.4.2 %s timeout, closing connection\r\n"
-REPLY_OVER_BUDGET = (
-    "452 4.3.1 Insufficient system storage for the message now, please try again later")
-REPLY_TOO_MANY_ERRORS = "421 4.7.0 Too many errors in this session, closing connection"
-REPLY_NUL_SENDER = "501 5.1.7 NUL is not allowed in an address"
-REPLY_NUL_RECIPIENT = "501 5.1.3 NUL is not allowed in an address"
-REPLY_NO_AUTH = "502 5.5.1 AUTH not available: this port takes mail from MTAs"
-
-# aiosmtpd's own replies that lack an enhanced status code, rewritten on the way out.
-_REWRITES = {
-    "552 Error: message size exceeds fixed maximum message size": REPLY_TOO_BIG,
-    "552 Error: Too much mail data": REPLY_TOO_BIG,
-    "530 Must issue a STARTTLS command first": "530 5.7.0 Must issue a STARTTLS command first",
-    "454 TLS not available": "454 4.7.0 TLS not available",
-}
-
-
-def emit(method: Any, event: str, **fields: Any) -> None:
-    """Log without ever letting a logging failure change an SMTP reply.
-
-    After a commit, an exception here would turn 250 into an error and make
-    the sender deliver the message twice.
-    """
-    with contextlib.suppress(Exception):
-        method(event, **fields)
-
-
 # Reader buffer while reading commands (aiosmtpd's command limit is 512 octets).
 _COMMAND_BUFFER = 64 * 1024
-REPLY_TOO_MANY_CONNECTIONS = b"421 4.7.0 Too many connections, try again later\r\n"
 
 
 class Sessions:
@@ -332,7 +314,7 @@ class IngestSMTP(SMTP):
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):
-            status = _REWRITES.get(status, status)
+            status = REWRITES.get(status, status)
         await super().push(status)
         text = status if isinstance(status, str) else status.decode("ascii", "replace")
         if text[3:4] != "-":  # a multi-line reply is one reply: counted at its last line

@@ -17,7 +17,7 @@ import structlog
 
 from ingestd.config.listeners import SmtpTlsSettings
 from ingestd.errors import CertificateUnusable
-from ingestd.intake.smtp_session import emit
+from ingestd.intake.smtp_replies import emit
 
 log = structlog.get_logger("ingestd.smtp")
 
