@@ -29,7 +29,6 @@ from sqlalchemy.engine import Engine
 from ingestd.config.settings import Mailbox
 from ingestd.db.errors import translated
 from ingestd.db.inbound import utcnow
-from ingestd.db.tables import DEDUPE_KEYS, INBOUND
 from ingestd.errors import (
     CredentialsRejected,
     CursorLost,
@@ -42,44 +41,20 @@ from ingestd.errors import (
 from ingestd.intake.source import NewMessage, commit_messages
 from ingestd.intake.sources import checkpoints
 from ingestd.intake.sources.checkpoints import FolderCheckpoint
-from ingestd.intake.sources.identity import dedupe_key
+from ingestd.intake.sources.known import not_known_by_headers, not_stored
 from ingestd.intake.sources.lease import Clock, MailboxLease, Outcome, poller_identity
+from ingestd.intake.sources.poll_report import PollReport
 from ingestd.intake.sources.pull import Listing, PullConnection, PullSource
 from ingestd.intake.sources.retry import PollStopped, RetryPolicy, retrying
 from ingestd.message_keys import provider_key
 from ingestd.metrics.counters import POLL_ERRORS
 
+__all__ = ["PollReport", "Poller"]  # PollReport lives in poll_report.py
+
 log = structlog.get_logger("ingestd.pull")
 
-# Ids per IN (...) query when looking for what is already stored.
-_LOOKUP_CHUNK = 500
 # Polls in a row that fail to fetch one message before it is passed by.
 _UNFETCHABLE_AFTER = 5
-
-
-@dataclass
-class PollReport:
-    mailbox: str
-    # ok | error | needs_reauth | held (another poller has the lease) | stopped
-    status: str = "ok"
-    imported: int = 0
-    # Listed but already stored (by id, or by Message-ID and From after a resync).
-    known: int = 0
-    # Over max_message_size: not downloaded, left at the source, logged.
-    too_large: int = 0
-    # Failed to fetch in _UNFETCHABLE_AFTER polls in a row: passed by, logged.
-    unfetchable: int = 0
-    resynced: list[str] = field(default_factory=list)
-    backfilled: list[str] = field(default_factory=list)
-    held_by: str | None = None
-    error: str | None = None
-
-    def record(self) -> dict[str, object]:
-        return {"mailbox": self.mailbox, "status": self.status, "imported": self.imported,
-                "known": self.known, "too_large": self.too_large,
-                "unfetchable": self.unfetchable, "resynced": self.resynced,
-                "backfilled": self.backfilled,
-                "held_by": self.held_by, "error": self.error}
 
 
 @dataclass
@@ -248,9 +223,10 @@ class Poller:
                 raise PollStopped()
             chunk = items[start:start + self.batch_size]
             last = start + self.batch_size >= len(items)
-            wanted = self._not_stored([i.provider_id for i in chunk])
+            wanted = not_stored(self.engine, self.source.kind, self.mailbox.name,
+                                [i.provider_id for i in chunk])
             if wanted and listing.renamed:
-                wanted = self._not_known_by_headers(connection, folder, wanted)
+                wanted = not_known_by_headers(self.engine, connection, folder, wanted)
             report.known += len(chunk) - len(wanted)
             messages = (self._fetch(connection, folder, wanted, lease, report)
                         if wanted else [])
@@ -329,30 +305,3 @@ class Poller:
         commit_messages(self.engine, messages, write)
         if messages and self.on_stored is not None:
             self.on_stored()
-
-    def _not_stored(self, provider_ids: list[str]) -> list[str]:
-        """The ids whose message this mailbox has not stored yet, in their order."""
-        kind, name = self.source.kind, self.mailbox.name
-        keys = {provider_key(kind, name, pid): pid for pid in provider_ids}
-        found: set[str] = set()
-        listed = list(keys)
-        with translated("look up stored messages"), self.engine.connect() as conn:
-            for i in range(0, len(listed), _LOOKUP_CHUNK):
-                part = listed[i:i + _LOOKUP_CHUNK]
-                found.update(conn.execute(sa.select(INBOUND.c.source_key).where(
-                    INBOUND.c.source_key.in_(part))).scalars())
-        return [pid for key, pid in keys.items() if key not in found]
-
-    def _not_known_by_headers(self, connection: PullConnection, folder: str,
-                              provider_ids: list[str]) -> list[str]:
-        """Renamed ids: drop those whose Message-ID and From the dedupe keys already hold."""
-        keys = connection.message_keys(folder, provider_ids)
-        by_key = {pid: dedupe_key(k) for pid, k in keys.items()}
-        wanted_keys = [k for k in by_key.values() if k is not None]
-        known: set[str] = set()
-        if wanted_keys:
-            with translated("look up dedupe keys"), self.engine.connect() as conn:
-                known.update(conn.execute(sa.select(DEDUPE_KEYS.c.key).where(
-                    DEDUPE_KEYS.c.key.in_(wanted_keys))).scalars())
-        return [pid for pid in provider_ids if by_key.get(pid) not in known or
-                by_key.get(pid) is None]
