@@ -52,7 +52,12 @@ def _count(engine: sa.Engine, table: sa.Table, *where: Any) -> int:
 def _mailboxes_list(config: Path, capsys: Any) -> dict[str, Any]:
     capsys.readouterr()
     assert main(["mailboxes", "list", "--json", "--config", str(config)]) == 0
-    return {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    out = capsys.readouterr().out
+    # The daemon thread's log lines may land in the same captured stdout: the listing is
+    # the JSON array that starts a line.
+    start = out.index("[\n") if out.startswith("[\n") else out.index("\n[\n") + 1
+    records, _ = json.JSONDecoder().raw_decode(out[start:])
+    return {r["name"]: r for r in records}
 
 
 def test_the_daemon_polls_and_processes_pulled_mail(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from ingestd.intake.sources import imap as imap_source
+from ingestd.intake.sources import imap_mailbox as imap_source
 from ingestd.intake.sources.imap import ImapConnection
 from tests.pull_contract import message, sqlite_engine, state_row, stored
 from tests.test_pull_imap import DovecotMailbox, _poll, provider
