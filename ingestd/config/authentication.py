@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from ingestd.networks import Network, address_in, parse_networks
+
 AuthenticatedKind = Literal["agent", "user", "supplier"]
 
 
@@ -23,7 +24,7 @@ class SenderAuthentication(_Frozen):
     trusted_authserv_ids: tuple[str, ...] = ()
     # The addresses our MTAs connect to the SMTP listener from; anyone else could have
     # written the topmost Authentication-Results header themselves.
-    trusted_relays: tuple[IpNetwork, ...] = ()
+    trusted_relays: tuple[Network, ...] = ()
     require_for: tuple[AuthenticatedKind, ...] = ()
     # unknown: classified as an unknown sender (no user is made for it);
     # quarantine: held, reason unauthenticated-sender.
@@ -48,15 +49,7 @@ class SenderAuthentication(_Frozen):
     @field_validator("trusted_relays", mode="before")
     @classmethod
     def _networks(cls, values: object) -> object:
-        if not isinstance(values, (list, tuple)):
-            return values
-        networks = []
-        for value in values:
-            try:
-                networks.append(ipaddress.ip_network(str(value).strip(), strict=False))
-            except ValueError as exc:
-                raise ValueError(f"{value!r} is not an IP address or CIDR network") from exc
-        return tuple(networks)
+        return parse_networks(values, strict=False)
 
     @field_validator("dns_timeout_seconds")
     @classmethod
@@ -72,7 +65,7 @@ class SenderAuthentication(_Frozen):
     def relay_trusted(self, peer: str | None) -> bool:
         """Whether an SMTP client at ``peer`` ("ip:port", "[v6]:port" or a bare ip) is ours."""
         address = peer_ip(peer)
-        return address is not None and any(address in net for net in self.trusted_relays)
+        return address is not None and address_in(address, tuple(self.trusted_relays))
 
 
 def peer_ip(peer: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

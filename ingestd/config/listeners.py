@@ -5,15 +5,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ingestd.config.pulls import resolved
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from ingestd.networks import Network, parse_networks
 
 
 class _Frozen(BaseModel):
@@ -91,16 +89,8 @@ class SmtpSettings(_Frozen):
     @field_validator("allowed_networks", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> Any:
-        if not isinstance(value, list | tuple):
-            return value
-        networks = []
-        for item in value:
-            try:
-                # strict: "10.0.0.1/8" is more likely a typo than a wish for 10.0.0.0/8.
-                networks.append(ipaddress.ip_network(str(item).strip(), strict=True))
-            except ValueError as exc:
-                raise ValueError(f"{item!r} is not a network in CIDR form ({exc})") from exc
-        return tuple(networks)
+        # strict: "10.0.0.1/8" is more likely a typo than a wish for 10.0.0.0/8.
+        return parse_networks(value, strict=True)
 
     @model_validator(mode="after")
     def _deprecated_timeout(self) -> SmtpSettings:
