@@ -283,8 +283,10 @@ def reprocess(conn: sa.Connection, message_id: int) -> str:
         raise NotFound(f"no inbound message with id {message_id}")
     status = row.status
     if row.raw_purged_at is not None:
-        raise RawPurged(f"message {message_id}: raw bytes purged on "
-                        f"{row.raw_purged_at.date().isoformat()}; it cannot be processed again")
+        from ingestd.services.retention import purged_text
+
+        raise RawPurged(f"{purged_text(message_id, row.raw_purged_at)}; it cannot be "
+                        "processed again")
     if status not in ("duplicate", "ignored", "quarantined"):
         raise InvalidRequest(
             f"message {message_id} is {status}; only duplicate, ignored or quarantined "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -37,9 +38,12 @@ def stored_raw(conn: sa.Connection, message_id: int) -> bytes:
     if row is None:
         raise NotFound(f"no inbound message with id {message_id}")
     if row.raw_purged_at is not None:
-        raise RawPurged(f"message {message_id}: raw bytes purged on "
-                        f"{row.raw_purged_at.date().isoformat()}")
+        raise RawPurged(purged_text(message_id, row.raw_purged_at))
     return bytes(row.raw)
+
+
+def purged_text(message_id: int, when: datetime) -> str:
+    return f"message {message_id}: raw bytes purged on {when.date().isoformat()}"
 
 
 def purge_raw(engine: sa.Engine, older_than: timedelta, *,
@@ -53,17 +57,14 @@ def purge_raw(engine: sa.Engine, older_than: timedelta, *,
            .where(INBOUND.c.status.in_(_DONE), INBOUND.c.received_at < cutoff,
                   INBOUND.c.raw_purged_at.is_(None), ~sa.exists(open_item))
            .order_by(INBOUND.c.id).limit(BATCH))
-    purged = 0
-    while True:
-        with engine.begin() as conn:
-            ids = list(conn.execute(due).scalars())
-            if not ids:
-                return purged
-            # Status checked again: a row reprocessed meanwhile is pending and keeps its bytes.
-            purged += conn.execute(
-                sa.update(INBOUND)
-                .where(INBOUND.c.id.in_(ids), INBOUND.c.status.in_(_DONE))
-                .values(raw=b"", raw_purged_at=now())).rowcount
+
+    def purge(conn: sa.Connection, ids: list[int]) -> int:
+        # Status checked again: a row reprocessed meanwhile is pending and keeps its bytes.
+        return conn.execute(
+            sa.update(INBOUND).where(INBOUND.c.id.in_(ids), INBOUND.c.status.in_(_DONE))
+            .values(raw=b"", raw_purged_at=now())).rowcount
+
+    return _in_batches(engine, due, purge)
 
 
 def purge_quarantine(engine: sa.Engine, older_than: timedelta, *,
@@ -73,18 +74,27 @@ def purge_quarantine(engine: sa.Engine, older_than: timedelta, *,
     due = (sa.select(INBOUND.c.id)
            .where(INBOUND.c.status == "quarantined", INBOUND.c.received_at < cutoff)
            .order_by(INBOUND.c.id).limit(BATCH))
-    deleted = 0
+
+    def delete(conn: sa.Connection, ids: list[int]) -> int:
+        conn.execute(sa.update(INBOUND).where(INBOUND.c.duplicate_of.in_(ids))
+                     .values(duplicate_of=None))
+        for table in (INBOX_ITEMS, ACTIONS):  # none expected: never processed
+            conn.execute(sa.update(table).where(table.c.inbound_message_id.in_(ids))
+                         .values(inbound_message_id=None))
+        conn.execute(sa.delete(DEDUPE_KEYS).where(DEDUPE_KEYS.c.inbound_message_id.in_(ids)))
+        return conn.execute(sa.delete(INBOUND).where(
+            INBOUND.c.id.in_(ids), INBOUND.c.status == "quarantined")).rowcount
+
+    return _in_batches(engine, due, delete)
+
+
+def _in_batches(engine: sa.Engine, due: sa.Select[Any],
+                act: Callable[[sa.Connection, list[int]], int]) -> int:
+    """``act`` on the ids ``due`` selects, a batch per transaction, until none is left."""
+    done = 0
     while True:
         with engine.begin() as conn:
-            ids = list(conn.execute(due).scalars())
+            ids = [int(i) for i in conn.execute(due).scalars()]
             if not ids:
-                return deleted
-            conn.execute(sa.update(INBOUND).where(INBOUND.c.duplicate_of.in_(ids))
-                         .values(duplicate_of=None))
-            for table in (INBOX_ITEMS, ACTIONS):  # none expected: never processed
-                conn.execute(sa.update(table).where(table.c.inbound_message_id.in_(ids))
-                             .values(inbound_message_id=None))
-            conn.execute(sa.delete(DEDUPE_KEYS).where(DEDUPE_KEYS.c.inbound_message_id.in_(ids)))
-            deleted += conn.execute(
-                sa.delete(INBOUND).where(INBOUND.c.id.in_(ids),
-                                         INBOUND.c.status == "quarantined")).rowcount
+                return done
+            done += act(conn, ids)
