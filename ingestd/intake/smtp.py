@@ -37,8 +37,9 @@ from ingestd.intake.connection_limits import ConnectionLimits
 from ingestd.intake.data_reader import InflightBudget
 from ingestd.intake.files import looks_like_mail
 from ingestd.intake.recipients import MailboxAddresses
+from ingestd.intake.smtp_admission import Sessions
 from ingestd.intake.smtp_replies import emit
-from ingestd.intake.smtp_session import IngestSMTP, Sessions
+from ingestd.intake.smtp_session import IngestSMTP
 from ingestd.intake.smtp_tls import ServerCertificate
 from ingestd.intake.source import Source
 

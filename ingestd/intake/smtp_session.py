@@ -1,12 +1,9 @@
-"""One SMTP session: aiosmtpd's SMTP with what ingestd adds to the protocol.
-
-Allowed client networks, connection limits, the pregreet test, idle / DATA /
-session timeouts with 421 4.4.2, the error count that ends a probing session,
-NUL in envelope addresses, DATA read by ``data_reader`` within the in-flight
-budget, a reply still written after a half-close, ``shut()`` for the drain on
-SIGTERM, the second ``connection_made`` that STARTTLS brings, and no AUTH.
-The message policy (recipients, the store) is ``IntakeHandler``'s, in smtp.py.
-"""
+"""One SMTP session: aiosmtpd's SMTP with what ingestd adds to the protocol: admission
+(smtp_admission.py), the pregreet test, idle / DATA / session timeouts with 421 4.4.2, the
+error count that ends a probing session, NUL in envelope addresses, DATA read by
+``data_reader`` within the in-flight budget, a reply written after a half-close, ``shut()``
+for the drain, STARTTLS's second ``connection_made``, and no AUTH. The message policy
+(recipients, the store) is ``IntakeHandler``'s, in smtp.py."""
 
 from __future__ import annotations
 
@@ -16,9 +13,10 @@ from typing import Any, AnyStr
 import structlog
 from aiosmtpd.smtp import MISSING, SMTP
 
-from ingestd.intake.client_networks import REPLY_NOT_ALLOWED, ClientNetworks
+from ingestd.intake.client_networks import ClientNetworks
 from ingestd.intake.connection_limits import ConnectionLimits
 from ingestd.intake.data_reader import DataRead, InflightBudget, read_data
+from ingestd.intake.smtp_admission import Sessions, admit
 from ingestd.intake.smtp_replies import (
     REPLY_NO_AUTH,
     REPLY_NUL_RECIPIENT,
@@ -28,7 +26,6 @@ from ingestd.intake.smtp_replies import (
     REPLY_SHUTTING_DOWN,
     REPLY_TIMEOUT,
     REPLY_TOO_BIG,
-    REPLY_TOO_MANY_CONNECTIONS,
     REPLY_TOO_MANY_ERRORS,
     REWRITES,
     emit,
@@ -39,22 +36,6 @@ log = structlog.get_logger("ingestd.smtp")
 
 # Reader buffer while reading commands (aiosmtpd's command limit is 512 octets).
 _COMMAND_BUFFER = 64 * 1024
-
-
-class Sessions:
-    """The open SMTP sessions, so that a stop can drain them."""
-
-    def __init__(self) -> None:
-        self.open: set[IngestSMTP] = set()
-        self.draining = False
-        self.changed = asyncio.Event()
-
-    def in_data(self) -> list[IngestSMTP]:
-        return [s for s in self.open if s.in_data]
-
-    def left(self, session: IngestSMTP) -> None:
-        self.open.discard(session)
-        self.changed.set()
 
 
 class IngestSMTP(SMTP):
@@ -102,25 +83,12 @@ class IngestSMTP(SMTP):
             return
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
-        if self._sessions.draining:
-            # Accepted just before the listener closed: no session, no slot.
-            transport.write(REPLY_SHUTTING_DOWN)  # type: ignore[attr-defined]
-            count_reply_bytes(REPLY_SHUTTING_DOWN)
-            transport.close()
-            return
-        if not self._networks.allows(ip):
-            # Before the limits: a client that may not send takes no slot.
-            emit(log.warning, "smtp.connection_refused", peer=ip,
-                 reason="not in smtp.allowed_networks")
-            transport.write(REPLY_NOT_ALLOWED % ip.encode("ascii", "replace"))  # type: ignore[attr-defined]
-            count_reply_bytes(REPLY_NOT_ALLOWED % ip.encode("ascii", "replace"))
-            transport.close()
-            return
-        if not self._limits.admit(ip):
-            # Refused before aiosmtpd sees the connection: no session, no greeting.
-            emit(log.warning, "smtp.connection_refused", peer=ip, reason="too many connections")
-            transport.write(REPLY_TOO_MANY_CONNECTIONS)  # type: ignore[attr-defined]
-            count_reply_bytes(REPLY_TOO_MANY_CONNECTIONS)
+        refusal = admit(ip, draining=self._sessions.draining, networks=self._networks,
+                        limits=self._limits)
+        if refusal is not None:
+            # No session and no greeting: the refusal, and the connection is closed.
+            transport.write(refusal)  # type: ignore[attr-defined]
+            count_reply_bytes(refusal)
             transport.close()
             return
         self._admitted_ip = ip
