@@ -43,11 +43,10 @@ from ingestd.intake.sources import checkpoints
 from ingestd.intake.sources.checkpoints import FolderCheckpoint
 from ingestd.intake.sources.known import not_known_by_headers, not_stored
 from ingestd.intake.sources.lease import Clock, MailboxLease, Outcome, poller_identity
-from ingestd.intake.sources.poll_report import PollReport
+from ingestd.intake.sources.poll_report import PollReport, log_outcome
 from ingestd.intake.sources.pull import Listing, PullConnection, PullSource
 from ingestd.intake.sources.retry import PollStopped, RetryPolicy, retrying
 from ingestd.message_keys import provider_key
-from ingestd.metrics.counters import POLL_ERRORS
 
 __all__ = ["PollReport", "Poller"]  # PollReport lives in poll_report.py
 
@@ -135,22 +134,8 @@ class Poller:
         except IngestdError as exc:
             log.warning("mailbox.state_not_saved", mailbox=name, error=first_line(exc))
             before = None
-        if outcome is None:
-            return
-        changed = before != outcome.status
-        if outcome.status == "needs_reauth":
-            # Once, when it happens, not on every poll: a person has to act.
-            (log.error if changed else log.debug)(
-                "mailbox.needs_reauth", mailbox=name, error=outcome.error)
-        elif outcome.status == "error":
-            POLL_ERRORS.labels(name).inc()
-            (log.warning if changed else log.info)(
-                "mailbox.poll_failed", mailbox=name, error=outcome.error)
-        else:
-            if before in ("error", "needs_reauth"):
-                log.info("mailbox.recovered", mailbox=name, was=before)
-            if report.imported or report.resynced or report.backfilled:
-                log.info("mailbox.polled", **report.record())
+        if outcome is not None:
+            log_outcome(name, before, outcome, report)
 
     # --- the work ---------------------------------------------------------------------
 
